@@ -1,0 +1,2 @@
+"""sprint_bench: few-step distillation benchmark suite (SANA-Sprint)."""
+__version__ = "0.1.0"

@@ -1,0 +1,72 @@
+"""`sprint-bench <verb>`: thin dispatch to the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="experiments/teacher.yaml", help="experiment YAML")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.depth=4")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sprint-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("train-teacher", help="train (or resume) the flow-matching teacher")
+    _config_args(p)
+    p = sub.add_parser("eval-teacher", help="GenEval-Shapes of a trained teacher (Euler + CFG)")
+    _config_args(p)
+    p.add_argument("--export", default=None, help="exported teacher folder (default: the config's run)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--cfg-scale", type=float, default=None)
+    p.add_argument("--limit", type=int, default=None, help="only the first N prompts (smoke runs)")
+    p = sub.add_parser("release-teacher", help="copy a trained teacher to releases/teacher (old one kept as .bak)")
+    _config_args(p)
+    p = sub.add_parser("make-prompts", help="regenerate the shipped GenEval-Shapes prompt file")
+    _config_args(p)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from sprint_bench.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    if args.verb == "train-teacher":
+        from sprint_bench.lit.train_teacher import train_teacher
+
+        print(train_teacher(cfg))
+    elif args.verb == "eval-teacher":
+        from sprint_bench.eval.teacher_geneval import evaluate_teacher_geneval
+        from sprint_bench.lit.train_teacher import run_dir
+
+        export = args.export or run_dir(cfg) / "export"
+        summary = evaluate_teacher_geneval(export, run_dir(cfg) / "eval", args.steps or cfg.sample.steps,
+                                           cfg.sample.cfg_scale if args.cfg_scale is None else args.cfg_scale,
+                                           cfg.sample.images_per_prompt, cfg.sample.batch_size, cfg.seed, args.limit)
+        print(json.dumps(summary, indent=2))
+    elif args.verb == "release-teacher":
+        from sprint_bench.lit.train_teacher import run_dir
+        from sprint_bench.models.release import promote_teacher
+
+        print(promote_teacher(run_dir(cfg) / "export"))
+    elif args.verb == "make-prompts":
+        from sprint_bench.data.shapes.prompts import PROMPTS_FILE, geneval_shapes_prompts, write_prompts
+
+        write_prompts(geneval_shapes_prompts(cfg.world), PROMPTS_FILE)
+        print(PROMPTS_FILE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

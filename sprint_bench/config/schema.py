@@ -1,0 +1,276 @@
+"""Typed experiment schema: nested stdlib dataclasses.
+
+Every field carries a type annotation, a default and optional constraint
+metadata, read by :mod:`sprint_bench.config.load` when it validates a merged
+YAML tree:
+
+``min`` / ``max``
+    inclusive bounds; ``gt`` / ``lt``: exclusive bounds.
+``choices``
+    the allowed values.
+``length`` / ``min_items`` / ``max_items``
+    size of a list / tuple / dict.
+``help``
+    one-line description.
+``internal``
+    set by the loader, not settable from YAML or the command line.
+
+For list, tuple and dict fields the value constraints (``min``, ``max``,
+``gt``, ``lt``, ``choices``) apply to each element (dict: each value).
+
+Constraints that involve several fields live in the ``validate()`` methods;
+they raise :class:`ConfigError` with ``keys`` naming the dotted keys involved
+(the loader adds the files that set them).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from sprint_bench.data.shapes.vocab import FAMILIES, SHAPES
+from sprint_bench.data.shapes.vocab import GENEVAL_COLOR_NAMES as GENEVAL_COLORS
+
+__all__ = [
+    "ConfigError",
+    "WorldConfig",
+    "DataConfig",
+    "TextConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "SampleConfig",
+    "TrackingConfig",
+    "ExperimentConfig",
+    "SHAPES",
+    "GENEVAL_COLORS",
+    "FAMILIES",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid experiment configuration.
+
+    Attributes: ``key`` (dotted key at fault, if one), ``origin`` (file path or
+    ``"<command line>"`` that set it, if known), ``keys`` (all dotted keys
+    involved, for cross-field errors).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None,
+                 origin: str | None = None, keys: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        self.origin = origin
+        self.keys = tuple(keys) if keys else ((key,) if key else ())
+
+
+def _field(default: Any, help: str = "", **constraints: Any) -> Any:
+    """A dataclass field with constraint metadata; mutable defaults are copied."""
+    meta = {"help": help, **constraints}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _section(cls: type) -> Any:
+    return field(default_factory=cls, metadata={"help": cls.__doc__ or ""})
+
+
+def _cross_error(message: str, *keys: str) -> ConfigError:
+    return ConfigError(message, keys=keys)
+
+
+@dataclass
+class WorldConfig:
+    """The synthetic shapes world (GenEval-style prompts over coloured shapes)."""
+
+    resolution: int = _field(32, "image side in pixels", choices=[32, 64])
+    shapes: list[str] = _field(list(SHAPES), "shape vocabulary", choices=list(SHAPES), min_items=1)
+    colors: list[str] = _field(
+        ["red", "yellow", "green", "blue", "purple", "white"],
+        "colour vocabulary (subset of the 10 GenEval colours)",
+        choices=list(GENEVAL_COLORS), min_items=2,
+    )
+    max_count: int = _field(3, "most objects of one kind in an image", min=1, max=4)
+    size_range: tuple[float, float] = _field(
+        (0.28, 0.36), "object size range as fractions of the resolution (lo <= hi)", gt=0.0, max=0.6
+    )
+    background: list[int] = _field([102, 102, 102], "background RGB", min=0, max=255, length=3)
+    min_gap: float = _field(1.5, "minimum gap between objects, in pixels at resolution 32 (>= 1 so objects stay separable)", min=1.0)
+    holdout_color_attr_fraction: float = _field(
+        0.25, "fraction of colour-attribute combinations held out of training", min=0.0, max=0.9
+    )
+    holdout_position_fraction: float = _field(
+        0.0, "fraction of position combinations held out of training", min=0.0, max=0.9
+    )
+    family_weights: dict[str, float] = _field(
+        {"single_object": 1.0, "two_object": 1.5, "counting": 1.5,
+         "colors": 1.0, "position": 2.0, "color_attr": 2.0},
+        "sampling weight of each prompt family (keys: exactly the six families)", min=0.0,
+    )
+
+    def validate(self) -> None:
+        lo, hi = self.size_range
+        if lo > hi:
+            raise _cross_error(
+                f"world.size_range: first value {lo} must be <= second value {hi}", "world.size_range"
+            )
+        for name in ("shapes", "colors"):
+            values = getattr(self, name)
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise _cross_error(f"world.{name}: duplicate entries {dupes}", f"world.{name}")
+        unknown = [c for c in self.colors if c not in GENEVAL_COLORS]
+        if unknown:
+            raise _cross_error(
+                f"world.colors: unknown colours {unknown}; known: {list(GENEVAL_COLORS)}", "world.colors"
+            )
+        unknown = [s for s in self.shapes if s not in SHAPES]
+        if unknown:
+            raise _cross_error(
+                f"world.shapes: unknown shapes {unknown}; known: {list(SHAPES)}", "world.shapes"
+            )
+        keys = set(self.family_weights)
+        extra = sorted(keys - set(FAMILIES))
+        missing = [f for f in FAMILIES if f not in keys]
+        if extra or missing:
+            parts = []
+            for k in extra:
+                hint = difflib.get_close_matches(k, FAMILIES, n=1)
+                parts.append(f"unknown family '{k}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+            if missing:
+                parts.append(f"missing families {missing}")
+            raise _cross_error(
+                f"world.family_weights: {'; '.join(parts)}; keys must be exactly {list(FAMILIES)}",
+                "world.family_weights",
+            )
+        bad = {k: v for k, v in self.family_weights.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise _cross_error(f"world.family_weights: weights must be finite and >= 0, got {bad}",
+                               "world.family_weights")
+        if sum(self.family_weights.values()) <= 0:
+            raise _cross_error("world.family_weights: weights must sum to > 0", "world.family_weights")
+
+
+@dataclass
+class DataConfig:
+    """Dataset sizes and loading."""
+
+    train_size: int = _field(100_000, "number of training examples", min=1)
+    val_size: int = _field(1024, "number of validation examples", min=1)
+    num_workers: int = _field(0, "DataLoader worker processes", min=0)
+    batch_size: int = _field(32, "training batch size (per device)", min=1)
+
+
+@dataclass
+class TextConfig:
+    """Frozen text encoder."""
+
+    encoder: str = _field("all-MiniLM-L6-v2", "sentence-transformer used as text encoder",
+                          choices=["all-MiniLM-L6-v2"])
+    max_length: int = _field(16, "token length of encoded captions", min=4, max=128)
+
+
+@dataclass
+class ModelConfig:
+    """Diffusion transformer (flow-matching teacher) architecture."""
+
+    patch_size: int = _field(4, "patch side in pixels", choices=[1, 2, 4, 8])
+    width: int = _field(128, "hidden size", min=8)
+    depth: int = _field(6, "number of transformer blocks", min=1)
+    heads: int = _field(4, "self-attention heads", min=1)
+    cross_heads: int = _field(4, "cross-attention heads", min=1)
+    mlp_ratio: float = _field(2.5, "MLP hidden size / width", gt=0.0)
+    qk_norm: bool = _field(True, "normalise queries and keys")
+    pos_embed: str = _field("sincos", "positional embedding", choices=["sincos", "none"])
+
+    def validate(self) -> None:
+        if self.width % self.heads:
+            raise _cross_error(
+                f"model.width={self.width} must be divisible by model.heads={self.heads}",
+                "model.width", "model.heads",
+            )
+        if self.width % self.cross_heads:
+            raise _cross_error(
+                f"model.width={self.width} must be divisible by model.cross_heads={self.cross_heads}",
+                "model.width", "model.cross_heads",
+            )
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the Lightning trainer."""
+
+    max_steps: int = _field(12_000, "optimiser steps", min=1)
+    lr: float = _field(1e-3, "peak learning rate", gt=0.0, max=1.0)
+    min_lr_ratio: float = _field(0.1, "final lr / peak lr for the cosine schedule", min=0.0, max=1.0)
+    warmup_steps: int = _field(200, "linear warm-up steps", min=0)
+    lr_schedule: str = _field("cosine", "lr schedule after warm-up", choices=["cosine", "constant"])
+    weight_decay: float = _field(0.0, "AdamW weight decay", min=0.0)
+    betas: tuple[float, float] = _field((0.9, 0.99), "AdamW betas", min=0.0, lt=1.0)
+    grad_clip: float = _field(1.0, "gradient-norm clip (0 disables)", min=0.0)
+    caption_dropout: float = _field(0.1, "probability of dropping the caption (for CFG)", min=0.0, max=1.0)
+    time_sampling: str = _field("logit_normal", "training timestep distribution",
+                                choices=["logit_normal", "uniform"])
+    logit_mean: float = _field(0.0, "mean of the logit-normal timestep distribution")
+    logit_std: float = _field(1.0, "std of the logit-normal timestep distribution", gt=0.0)
+    ema_decay: float = _field(0.999, "EMA decay of the weights (0 disables)", min=0.0, lt=1.0)
+    compile: bool = _field(False, "torch.compile the model")
+    precision: str = _field("32-true", "Lightning precision", choices=["32-true", "bf16-mixed"])
+    accelerator: str = _field("cpu", "Lightning accelerator", choices=["cpu", "gpu", "auto"])
+    devices: int = _field(1, "number of devices", min=1)
+    strategy: str = _field("auto", "Lightning strategy", choices=["auto", "ddp", "fsdp", "ddp_spawn"])
+    checkpoint_every: int = _field(500, "steps between checkpoints", min=1)
+    sample_every: int = _field(2000, "steps between sample grids", min=1)
+    log_every: int = _field(50, "steps between metric logs", min=1)
+    threads: int = _field(2, "torch CPU threads", min=1)
+
+
+@dataclass
+class SampleConfig:
+    """Sampling (evaluation) settings."""
+
+    steps: int = _field(20, "sampler steps", min=1)
+    cfg_scale: float = _field(3.0, "classifier-free guidance scale", min=0.0)
+    images_per_prompt: int = _field(4, "images generated per evaluation prompt", min=1)
+    batch_size: int = _field(64, "sampling batch size", min=1)
+
+
+@dataclass
+class TrackingConfig:
+    """Experiment tracking (does not affect results; excluded from the config hash)."""
+
+    tracking_uri: Optional[str] = _field(None, "MLflow tracking URI (null: the project's sqlite mlflow.db)")
+    experiment: str = _field("sprint_bench", "MLflow experiment name")
+    run_name: Optional[str] = _field(None, "MLflow run name (null: chosen automatically)")
+
+
+@dataclass
+class ExperimentConfig:
+    """A complete, validated experiment configuration."""
+
+    name: str = _field("teacher", "experiment name")
+    seed: int = _field(0, "global random seed", min=0, max=2**32 - 1)
+    output_dir: str = _field("runs", "root folder for checkpoints and caches")
+    world: WorldConfig = _section(WorldConfig)
+    data: DataConfig = _section(DataConfig)
+    text: TextConfig = _section(TextConfig)
+    model: ModelConfig = _section(ModelConfig)
+    train: TrainConfig = _section(TrainConfig)
+    sample: SampleConfig = _section(SampleConfig)
+    tracking: TrackingConfig = _section(TrackingConfig)
+    source: str = field(default="", compare=False, metadata={
+        "internal": True, "help": "path of the top config file (set by load_config)"})
+
+    def validate(self) -> None:
+        """Cross-field checks; raises ConfigError naming the keys involved."""
+        self.world.validate()
+        self.model.validate()
+        if self.world.resolution % self.model.patch_size:
+            raise _cross_error(
+                f"world.resolution={self.world.resolution} must be divisible by "
+                f"model.patch_size={self.model.patch_size}",
+                "world.resolution", "model.patch_size",
+            )

@@ -1,0 +1,1 @@
+"""Built-in worlds, prompt sets and caches."""

@@ -1,0 +1,1 @@
+"""The built-in "shapes" world (DESIGN.md §3)."""

@@ -1,0 +1,1 @@
+"""Evaluation protocols (GenEval and friends) for sprint_bench."""

@@ -1,0 +1,1 @@
+"""LightningModules and callbacks (orchestration only: formulas live in param/, losses/, samplers/)."""

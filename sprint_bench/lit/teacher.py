@@ -1,0 +1,97 @@
+"""Flow-matching teacher: LightningModule around the SANA transformer (logit-normal tau, caption dropout, AdamW,
+warmup + cosine LR, optional EMA)."""
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import torch
+
+from sprint_bench.data.datamodule import to_model_range
+from sprint_bench.losses.flow_matching import flow_matching_loss, interpolate
+from sprint_bench.models.sana import FlowBackbone, build_sana
+from sprint_bench.models.text_encoder import CaptionCache
+from sprint_bench.param.time import sample_tau
+from sprint_bench.samplers.flow import euler_sample
+
+
+def lr_lambda(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
+    """Linear warmup, then constant or cosine decay to min_ratio at ``total``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class TeacherModule(L.LightningModule):
+    def __init__(self, cfg, captions: CaptionCache):
+        super().__init__()
+        self.cfg = cfg
+        res = cfg.world.resolution
+        self.model = FlowBackbone(build_sana(cfg.model, in_channels=3, sample_size=res))
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.train.ema_decay > 0 else None
+        self.register_buffer("text_hidden", captions.hidden, persistent=False)
+        self.register_buffer("text_mask", captions.mask, persistent=False)
+        self.null_id = captions.null_id
+
+    def text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.text_hidden[ids], self.text_mask[ids]
+
+    def sampling_model(self) -> FlowBackbone:
+        return self.ema if self.ema is not None else self.model
+
+    def step_generator(self) -> torch.Generator:
+        """Randomness of a training step as a function of (seed, rank, global step): resuming is exact."""
+        seed = (self.cfg.seed * 1_000_003 + self.global_rank) * 10_000_019 + self.global_step
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def training_step(self, batch, batch_idx):
+        images, ids = batch
+        tc = self.cfg.train
+        gen = self.step_generator()
+        x0 = to_model_range(images)
+        drop = torch.rand(ids.shape[0], device=ids.device, generator=gen) < tc.caption_dropout
+        ids = torch.where(drop, torch.full_like(ids, self.null_id), ids)
+        text, mask = self.text(ids)
+        tau = sample_tau(x0.shape[0], tc.time_sampling, tc.logit_mean, tc.logit_std, generator=gen, device=x0.device)
+        eps = torch.randn(x0.shape, generator=gen, device=x0.device)
+        loss = flow_matching_loss(self.model(interpolate(x0, eps, tau), tau, text, mask), x0, eps)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            with torch.no_grad():
+                d = self.cfg.train.ema_decay
+                # warm EMA: the effective decay grows with the step so early averages are not stuck at init
+                d = min(d, (1 + self.global_step) / (10 + self.global_step))
+                for pe, p in zip(self.ema.parameters(), self.model.parameters()):
+                    pe.lerp_(p.detach(), 1 - d)
+
+    def configure_optimizers(self):
+        tc = self.cfg.train
+        opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
+                                weight_decay=tc.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.max_steps, tc.lr_schedule, tc.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if self.cfg.train.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            self.log("train/grad_norm", norm)
+
+    @torch.no_grad()
+    def sample(self, ids: torch.Tensor, steps: int, cfg_scale: float, generator: torch.Generator | None = None,
+               use_ema: bool = True) -> torch.Tensor:
+        """Images in [-1, 1] for caption ids, Euler flow ODE with CFG."""
+        model = self.sampling_model() if use_ema else self.model
+        res = self.cfg.world.resolution
+        noise = torch.randn(ids.shape[0], 3, res, res, generator=generator).to(self.device)
+        text, mask = self.text(ids.to(self.device))
+        null_t, null_m = self.text(torch.tensor([self.null_id], device=self.device))
+        return euler_sample(model, noise, text, mask, null_t, null_m, steps, cfg_scale)

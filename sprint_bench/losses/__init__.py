@@ -1,0 +1,1 @@
+"""Pure loss functions. No Lightning, no MLflow."""

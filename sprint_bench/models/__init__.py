@@ -1,0 +1,1 @@
+"""nn.Modules: backbone adapters, text encoder."""

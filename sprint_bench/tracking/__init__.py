@@ -1,0 +1,1 @@
+"""MLflow conventions: store location, experiments with absolute artifact locations, run naming."""

@@ -1,0 +1,400 @@
+"""Tests for sprint_bench.config: inheritance, overrides, validation, hashing."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sprint_bench.config import ConfigError, ExperimentConfig, config_hash, load_config, to_dict
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = REPO / "experiments"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+# --------------------------------------------------------------------------- inheritance
+
+
+def test_defaults_without_base(tmp_path):
+    cfg = load_config(write(tmp_path / "empty.yaml", ""))
+    assert to_dict(cfg) == to_dict(ExperimentConfig())
+    assert cfg.source == str(tmp_path / "empty.yaml")
+
+
+def test_two_level_inheritance_deep_merge_and_list_replace(tmp_path):
+    write(tmp_path / "grand.yaml", """
+        name: grand
+        world:
+          colors: [red, green, blue]
+          max_count: 2
+          family_weights: {single_object: 1, two_object: 1, counting: 1, colors: 1, position: 1, color_attr: 1}
+        model: {depth: 3, width: 64}
+    """)
+    write(tmp_path / "sub" / "parent.yaml", """
+        base: ../grand.yaml
+        world:
+          colors: [black, white]
+          family_weights: {position: 5}
+        model: {depth: 4}
+    """)
+    child = write(tmp_path / "sub" / "child.yaml", """
+        base: parent.yaml
+        name: child
+        model: {heads: 8}
+    """)
+    cfg = load_config(child)
+    assert cfg.name == "child"
+    assert cfg.world.colors == ["black", "white"]  # list replaced, not concatenated
+    assert cfg.world.max_count == 2  # kept from grandparent (deep merge)
+    assert cfg.world.family_weights["position"] == 5.0
+    assert cfg.world.family_weights["counting"] == 1.0
+    assert (cfg.model.depth, cfg.model.width, cfg.model.heads) == (4, 64, 8)
+    assert cfg.model.patch_size == 4  # schema default
+
+
+def test_base_as_list_applied_in_order(tmp_path):
+    write(tmp_path / "a.yaml", "model: {depth: 2, width: 64}\nseed: 1\n")
+    write(tmp_path / "b.yaml", "model: {depth: 3}\n")
+    top = write(tmp_path / "top.yaml", "base: [a.yaml, b.yaml]\nseed: 7\n")
+    cfg = load_config(top)
+    assert (cfg.model.depth, cfg.model.width, cfg.seed) == (3, 64, 7)
+
+
+def test_base_cycle_is_an_error(tmp_path):
+    write(tmp_path / "a.yaml", "base: b.yaml\n")
+    write(tmp_path / "b.yaml", "base: a.yaml\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "a.yaml")
+    msg = str(info.value)
+    assert "cycle" in msg and "a.yaml" in msg and "b.yaml" in msg
+
+
+def test_self_base_is_a_cycle(tmp_path):
+    write(tmp_path / "a.yaml", "base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_missing_base_names_both_files(tmp_path):
+    top = write(tmp_path / "top.yaml", "base: nowhere/missing.yaml\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(top)
+    msg = str(info.value)
+    assert str(tmp_path / "nowhere" / "missing.yaml") in msg
+    assert str(top) in msg
+
+
+def test_missing_top_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_syntax_error_and_duplicate_keys_name_the_file(tmp_path):
+    bad = write(tmp_path / "bad.yaml", "model: {depth: [1, 2}\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+    dup = write(tmp_path / "dup.yaml", "model:\n  depth: 1\n  depth: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'depth'") as info:
+        load_config(dup)
+    assert "dup.yaml" in str(info.value)
+
+
+def test_top_level_must_be_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path / "list.yaml", "- 1\n- 2\n"))
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def test_dotted_overrides_int_list_bool_null(tmp_path):
+    top = write(tmp_path / "top.yaml", "model: {depth: 2}\n")
+    cfg = load_config(top, [
+        "model.depth=4",
+        "world.shapes=[circle,square]",
+        "model.qk_norm=false",
+        "tracking.run_name=null",
+        "tracking.experiment=exp1",
+        "world.family_weights.position=3",
+        "train.lr=3e-4",
+    ])
+    assert cfg.model.depth == 4 and isinstance(cfg.model.depth, int)
+    assert cfg.world.shapes == ["circle", "square"]
+    assert cfg.model.qk_norm is False
+    assert cfg.tracking.run_name is None
+    assert cfg.tracking.experiment == "exp1"
+    assert cfg.world.family_weights["position"] == 3.0
+    assert cfg.train.lr == pytest.approx(3e-4)
+
+
+def test_overrides_apply_in_order(tmp_path):
+    cfg = load_config(write(tmp_path / "t.yaml", ""), ["model.depth=2", "model.depth=5"])
+    assert cfg.model.depth == 5
+
+
+def test_override_must_be_key_value(tmp_path):
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(write(tmp_path / "t.yaml", ""), ["model.depth"])
+
+
+# --------------------------------------------------------------------------- unknown keys
+
+
+def test_unknown_key_from_file(tmp_path):
+    top = write(tmp_path / "foo.yaml", "model:\n  dpeth: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(top)
+    msg = str(info.value)
+    assert "'model.dpeth'" in msg
+    assert "foo.yaml" in msg
+    assert "did you mean 'model.depth'?" in msg
+    assert info.value.key == "model.dpeth"
+
+
+def test_unknown_key_in_base_names_the_base(tmp_path):
+    write(tmp_path / "parent.yaml", "train: {lrr: 0.1}\n")
+    child = write(tmp_path / "child.yaml", "base: parent.yaml\nseed: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(child)
+    msg = str(info.value)
+    assert "'train.lrr'" in msg and "parent.yaml" in msg and "child.yaml" not in msg
+
+
+def test_unknown_key_from_command_line(tmp_path):
+    top = write(tmp_path / "foo.yaml", "")
+    with pytest.raises(ConfigError) as info:
+        load_config(top, ["model.dpeth=4"])
+    msg = str(info.value)
+    assert "<command line>" in msg and "'model.dpeth'" in msg and "model.depth" in msg
+    with pytest.raises(ConfigError, match="<command line>"):
+        load_config(top, ["model.depth.inner=4"])
+    with pytest.raises(ConfigError, match="<command line>"):
+        load_config(top, ["source=elsewhere.yaml"])
+
+
+def test_source_not_settable_from_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'source'"):
+        load_config(write(tmp_path / "s.yaml", "source: x.yaml\n"))
+
+
+# --------------------------------------------------------------------------- types
+
+
+@pytest.mark.parametrize("text, key, expected", [
+    ("model: {depth: four}\n", "model.depth", "int"),
+    ("model: {depth: true}\n", "model.depth", "int"),
+    ("model: {qk_norm: 1}\n", "model.qk_norm", "bool"),
+    ("world: {size_range: [0.3]}\n", "world.size_range", "tuple[float, float]"),
+    ("world: {colors: red}\n", "world.colors", "list[str]"),
+    ("model: 3\n", "model", "mapping"),
+    ("tracking: {run_name: 5}\n", "tracking.run_name", "str or null"),
+])
+def test_wrong_type_names_key_type_and_file(tmp_path, text, key, expected):
+    top = write(tmp_path / "typed.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(top)
+    msg = str(info.value)
+    assert f"'{key}'" in msg and "typed.yaml" in msg and f"expected {expected}" in msg
+    assert info.value.origin == str(top)
+
+
+def test_ints_accepted_for_floats_and_normalised(tmp_path):
+    cfg = load_config(write(tmp_path / "f.yaml", "train: {lr: 1, betas: [0, 0.5]}\nmodel: {mlp_ratio: 4}\n"))
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.train.betas == (0.0, 0.5) and all(isinstance(b, float) for b in cfg.train.betas)
+    assert isinstance(cfg.model.mlp_ratio, float)
+
+
+def test_tuple_and_optional_fields(tmp_path):
+    cfg = load_config(write(tmp_path / "t.yaml", """
+        world: {size_range: [0.2, 0.4]}
+        tracking: {tracking_uri: "file:///tmp/mlruns", run_name: r1}
+    """))
+    assert cfg.world.size_range == (0.2, 0.4)
+    assert cfg.tracking.tracking_uri == "file:///tmp/mlruns" and cfg.tracking.run_name == "r1"
+
+
+# --------------------------------------------------------------------------- ranges and choices
+
+
+@pytest.mark.parametrize("text, key, fragment", [
+    ("world: {max_count: 7}\n", "world.max_count", "[1, 4]"),
+    ("world: {resolution: 48}\n", "world.resolution", "[32, 64]"),
+    ("world: {colors: [red, teal]}\n", "world.colors", "teal"),
+    ("world: {size_range: [0.0, 0.3]}\n", "world.size_range", "(0.0, 0.6]"),
+    ("world: {background: [1, 2]}\n", "world.background", "exactly 3"),
+    ("world: {background: [1, 2, 300]}\n", "world.background", "[0, 255]"),
+    ("world: {colors: [red]}\n", "world.colors", "at least 2"),
+    ("train: {lr: 0}\n", "train.lr", "(0.0, 1.0]"),
+    ("train: {precision: bf16}\n", "train.precision", "bf16-mixed"),
+    ("seed: -1\n", "seed", "[0,"),
+])
+def test_bad_value_names_key_range_and_file(tmp_path, text, key, fragment):
+    top = write(tmp_path / "ranged.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(top)
+    msg = str(info.value)
+    assert f"'{key}" in msg and "ranged.yaml" in msg and fragment in msg
+
+
+def test_bad_value_from_command_line_names_command_line(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path / "t.yaml", ""), ["world.max_count=7"])
+    assert "<command line>" in str(info.value) and "world.max_count" in str(info.value)
+
+
+# --------------------------------------------------------------------------- cross-field
+
+
+def test_cross_field_width_heads(tmp_path):
+    top = write(tmp_path / "x.yaml", "model: {width: 100, heads: 3}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(top)
+    msg = str(info.value)
+    assert "model.width" in msg and "model.heads" in msg and "x.yaml" in msg
+    assert set(info.value.keys) == {"model.width", "model.heads"}
+
+
+def test_cross_field_width_cross_heads_from_command_line(tmp_path):
+    top = write(tmp_path / "x.yaml", "model: {width: 64}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(top, ["model.cross_heads=5"])
+    msg = str(info.value)
+    assert "model.cross_heads" in msg and "<command line>" in msg and "x.yaml" in msg
+
+
+def test_patch_size_and_resolution_combination_loads(tmp_path):
+    cfg = load_config(write(tmp_path / "x.yaml", ""), ["model.patch_size=8", "world.resolution=64"])
+    assert (cfg.model.patch_size, cfg.world.resolution) == (8, 64)
+
+
+def test_cross_field_family_weights(tmp_path):
+    top = write(tmp_path / "fw.yaml", "world: {family_weights: {postion: 1}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(top)
+    msg = str(info.value)
+    assert "world.family_weights" in msg and "postion" in msg and "position" in msg and "fw.yaml" in msg
+    zero = write(tmp_path / "zero.yaml", """
+        world:
+          family_weights: {single_object: 0, two_object: 0, counting: 0, colors: 0, position: 0, color_attr: 0}
+    """)
+    with pytest.raises(ConfigError, match="sum"):
+        load_config(zero)
+
+
+def test_cross_field_size_range_order(tmp_path):
+    with pytest.raises(ConfigError, match="world.size_range"):
+        load_config(write(tmp_path / "s.yaml", "world: {size_range: [0.4, 0.3]}\n"))
+
+
+def test_validate_hook_on_dataclass():
+    cfg = ExperimentConfig()
+    cfg.validate()
+    cfg.model.heads = 5
+    with pytest.raises(ConfigError, match="model.heads"):
+        cfg.validate()
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+HASH_SNIPPET = (
+    "import sys; from sprint_bench.config import load_config, config_hash; "
+    "print(config_hash(load_config(sys.argv[1])))"
+)
+
+
+def test_hash_stable_across_key_order_and_processes(tmp_path):
+    a = write(tmp_path / "a.yaml", """
+        seed: 3
+        model: {depth: 2, width: 64}
+        world: {colors: [red, blue], max_count: 2}
+    """)
+    b = write(tmp_path / "b.yaml", """
+        world: {max_count: 2, colors: [red, blue]}
+        model: {width: 64, depth: 2}
+        seed: 3
+    """)
+    h = config_hash(load_config(a))
+    assert len(h) == 12 and all(c in "0123456789abcdef" for c in h)
+    assert config_hash(load_config(b)) == h
+    for seed in ("0", "12345"):
+        out = subprocess.run(
+            [sys.executable, "-c", HASH_SNIPPET, str(b)],
+            capture_output=True, text=True, check=True, cwd=REPO,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+        )
+        assert out.stdout.strip() == h
+
+
+def test_hash_changes_with_results_not_with_tracking(tmp_path):
+    top = write(tmp_path / "t.yaml", "")
+    h = config_hash(load_config(top))
+    assert config_hash(load_config(top, ["model.depth=3"])) != h
+    assert config_hash(load_config(top, ["train.lr=0.002"])) != h
+    assert config_hash(load_config(top, ["seed=1"])) != h
+    assert config_hash(load_config(top, ["tracking.run_name=other"])) == h
+    assert config_hash(load_config(top, ["tracking.experiment=x"])) == h
+    assert config_hash(load_config(top, ["output_dir=/elsewhere"])) == h
+    # ints for floats normalise, so the hash does not depend on how a number was written
+    assert config_hash(load_config(top, ["train.lr=1"])) == config_hash(load_config(top, ["train.lr=1.0"]))
+
+
+def test_to_dict_round_trips(tmp_path):
+    cfg = load_config(EXPERIMENTS / "micro.yaml", ["world.colors=[red, blue, black]"])
+    d = to_dict(cfg)
+    assert "source" not in d
+    assert d["world"]["size_range"] == [0.28, 0.36]
+    dumped = write(tmp_path / "resolved.yaml", yaml.safe_dump(d))
+    again = load_config(dumped)
+    assert to_dict(again) == d
+    assert config_hash(again) == config_hash(cfg)
+
+
+# --------------------------------------------------------------------------- shipped files
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_experiments_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.source == str(path)
+
+
+def test_base_yaml_spells_out_every_default():
+    raw = yaml.safe_load((EXPERIMENTS / "base.yaml").read_text())
+    assert raw == to_dict(ExperimentConfig())
+
+
+def test_micro_preset():
+    cfg = load_config(EXPERIMENTS / "micro.yaml")
+    assert cfg.name == "micro"
+    assert (cfg.model.depth, cfg.model.width, cfg.model.heads) == (1, 32, 2)
+    assert cfg.world.resolution == 32
+    assert (cfg.train.max_steps, cfg.data.batch_size) == (4, 4)
+    assert (cfg.data.train_size, cfg.sample.steps) == (64, 2)
+    assert (cfg.train.checkpoint_every, cfg.train.sample_every, cfg.train.log_every) == (2, 2, 1)
+    assert cfg.train.compile is False
+
+
+def test_teacher_preset():
+    cfg = load_config(EXPERIMENTS / "teacher.yaml")
+    assert cfg.name == "teacher"
+    base = to_dict(load_config(EXPERIMENTS / "base.yaml"))
+    changed = {k for k, v in to_dict(cfg).items() if v != base[k]}
+    assert changed <= {"name", "train"}  # the teacher preset only sets its training budget
+
+
+def test_dict_field_merges_with_schema_defaults(tmp_path):
+    cfg = load_config(write(tmp_path / "fw.yaml", "world: {family_weights: {position: 5}}\n"))
+    assert cfg.world.family_weights["position"] == 5.0
+    assert cfg.world.family_weights["counting"] == 1.5
