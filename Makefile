@@ -12,7 +12,7 @@ TEACHER_CONFIG ?= experiments/teacher.yaml
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow teacher teacher-eval prompts clean-venv
+.PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -31,9 +31,23 @@ test: setup ## run the fast test suite (< 15 min on 2 cores)
 test-slow: setup ## run only the slow checks
 	$(BIN)/python -m pytest -q -m slow
 
-teacher: setup ## train the default flow-matching teacher (resumes if interrupted), then score it
+teacher: setup ## train the default teacher (resumes if interrupted), score it on GenEval-Shapes, release it
 	$(BIN)/sprint-bench train-teacher --config $(TEACHER_CONFIG) $(ARGS)
 	$(BIN)/sprint-bench eval-teacher --config $(TEACHER_CONFIG) $(ARGS)
+	$(BIN)/sprint-bench release-teacher --config $(TEACHER_CONFIG) $(ARGS)
+
+clip-scorer: setup ## train the shapes-CLIP scorer into artifacts/clip-scorer (skipped if present)
+	test -f artifacts/clip-scorer/meta.json || $(BIN)/python -m sprint_bench.eval.clip.train --config experiments/base.yaml --out artifacts/clip-scorer --threads 2 $(CLIP_ARGS)
+
+EVAL_MODEL ?= teacher
+EVAL_STEPS ?= 1,2,4,8,20
+EVAL_METRICS ?= fd,kid,clip,geneval,latency
+eval: setup ## evaluate EVAL_MODEL (default: the released teacher) at EVAL_STEPS with EVAL_METRICS
+	$(BIN)/sprint-bench eval $(EVAL_MODEL) --steps $(EVAL_STEPS) --metrics $(EVAL_METRICS) $(ARGS)
+
+bench-eval: setup ## evaluation speed benchmark: FD feature extraction and GenEval detection images/s
+	$(BIN)/python -m sprint_bench.eval.metrics.bench_fd --n 512 --threads 2
+	$(BIN)/python -m sprint_bench.eval.geneval.bench --n 2212
 
 prompts: setup ## regenerate the GenEval-Shapes prompt file shipped in the package
 	$(BIN)/sprint-bench make-prompts

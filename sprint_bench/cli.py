@@ -32,9 +32,23 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(p)
     p = sub.add_parser("make-prompts", help="regenerate the shipped GenEval-Shapes prompt file")
     _config_args(p)
+    p = sub.add_parser("eval", help="evaluate a model at several step counts (FD, KID, CLIP, GenEval, latency)")
+    p.add_argument("checkpoint", help='"teacher" (the released teacher), an export folder or a run folder')
+    p.add_argument("--steps", default="1,2,4", help="comma-separated step counts")
+    p.add_argument("--metrics", default="fd,kid,clip,geneval,latency", help="subset of fd,kid,clip,geneval,latency,fid")
+    p.add_argument("--cfg-scale", type=float, default=None, help="guidance scale (default: the model's own)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images-per-prompt", type=int, default=4)
+    p.add_argument("--clip-scorer", default="artifacts/clip-scorer", help="trained shapes-CLIP folder")
+    p.add_argument("--inception-weights", default=None, help="local inception-2015-12-05.pt for metric 'fid'")
+    p.add_argument("--out", default="runs/eval", help="where generated images and metric caches go")
+    p.add_argument("--experiment", default="sprint_bench", help="MLflow experiment")
+    p.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    if args.verb == "eval":
+        return _eval(args)
     from sprint_bench.config import ConfigError, load_config
 
     try:
@@ -65,6 +79,22 @@ def main(argv: list[str] | None = None) -> int:
 
         write_prompts(geneval_shapes_prompts(cfg.world), PROMPTS_FILE)
         print(PROMPTS_FILE)
+    return 0
+
+
+def _eval(args) -> int:
+    from sprint_bench.eval.harness import EvalSettings, Evaluator, parse_metrics, parse_steps
+
+    try:
+        settings = EvalSettings(steps=parse_steps(args.steps), metrics=parse_metrics(args.metrics),
+                                cfg_scale=args.cfg_scale, seed=args.seed, images_per_prompt=args.images_per_prompt,
+                                clip_scorer=args.clip_scorer, inception_weights=args.inception_weights,
+                                out_root=args.out, experiment=args.experiment, threads=args.threads)
+        evaluator = Evaluator(args.checkpoint, settings)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"eval error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(evaluator.run(), indent=2))
     return 0
 
 

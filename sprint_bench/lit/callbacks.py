@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sprint_bench.data.datamodule import to_uint8
+from sprint_bench.eval.grid import image_grid, png_bytes
 
 
 class StepProgress(L.Callback):
@@ -30,25 +31,6 @@ class StepProgress(L.Callback):
     def on_train_end(self, trainer, pl_module):
         if self.bar is not None:
             self.bar.close()
-
-
-def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> one (rows*H, cols*W, 3) grid, padded with black tiles."""
-    n, h, w, c = images.shape
-    rows = -(-n // cols)
-    pad = np.zeros((rows * cols - n, h, w, c), images.dtype)
-    tiles = np.concatenate([images, pad]).reshape(rows, cols, h, w, c)
-    return tiles.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-
-
-def png_bytes(grid: np.ndarray, scale: int = 4) -> bytes:
-    from PIL import Image
-
-    img = Image.fromarray(grid)
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 class SampleGrid(L.Callback):

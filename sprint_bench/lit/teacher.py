@@ -63,7 +63,10 @@ class TeacherModule(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """Optimizer step, then the EMA update -- inside the step, so a checkpoint taken at the end of the batch
+        always holds an EMA that matches its weights (exact resume)."""
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             with torch.no_grad():
                 d = self.cfg.train.ema_decay

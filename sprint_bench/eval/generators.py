@@ -1,0 +1,82 @@
+"""What the harness evaluates: a loaded generator that can sample images for captions at a step count and build a
+staged pipeline for latency. Resolves a checkpoint argument (export folder, run folder or "teacher")."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sprint_bench.data.datamodule import to_uint8
+from sprint_bench.eval.geneval.generate import seeded_noise
+from sprint_bench.models.release import RELEASED_TEACHER, load_teacher
+from sprint_bench.models.text_encoder import CaptionCache
+from sprint_bench.samplers.flow import euler_sample
+
+
+def resolve_checkpoint(spec: str | Path) -> Path:
+    """An exported model folder from: "teacher" (the released teacher), an export folder, or a run folder holding
+    ``export/``. Raises FileNotFoundError naming what was looked for (before any generation)."""
+    path = RELEASED_TEACHER if str(spec) == "teacher" else Path(spec)
+    for cand in (path, path / "export"):
+        if (cand / "sprint_bench.json").exists():
+            return cand.resolve()
+    raise FileNotFoundError(f"no exported model at {path} (looked for {path / 'sprint_bench.json'} and "
+                            f"{path / 'export' / 'sprint_bench.json'}); train one with `make teacher` or pass a "
+                            f"run folder under runs/")
+
+
+@dataclass
+class FlowTeacher:
+    """A flow-matching teacher sampled with Euler steps + CFG."""
+
+    path: Path
+    cfg: object
+    backbone: torch.nn.Module
+    meta: dict
+    name: str = "teacher"
+    method: str = "flow matching (Euler, CFG)"
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}-{self.meta['config_hash']}-step{self.meta['global_step']}"
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.backbone.parameters())
+
+    @property
+    def resolution(self) -> int:
+        return self.cfg.world.resolution
+
+    def nfe(self, steps: int, cfg_scale: float) -> int:
+        return steps * (2 if cfg_scale != 1 else 1)
+
+    def sampler_tag(self, steps: int, cfg_scale: float) -> str:
+        return f"euler{steps}-cfg{cfg_scale:g}"
+
+    def sample_fn(self, steps: int, cfg_scale: float, captions: CaptionCache):
+        """(prompts, seeds) -> uint8 images; the same seed gives the same noise in any batch."""
+        null_t, null_m = captions.lookup(torch.tensor([captions.null_id]))
+        res = self.resolution
+
+        def sample(prompts: list[str], seeds: list[int]):
+            text, mask = captions.lookup(captions.ids_for(prompts))
+            noise = seeded_noise(seeds, (3, res, res))
+            return to_uint8(euler_sample(self.backbone, noise, text, mask, null_t, null_m, steps, cfg_scale))
+
+        return sample
+
+    def pipeline(self, steps: int, cfg_scale: float, text_encoder):
+        from sprint_bench.eval.latency import teacher_pipeline
+
+        return teacher_pipeline(self.backbone, text_encoder, self.resolution, steps, cfg_scale)
+
+
+def load_generator(spec: str | Path) -> FlowTeacher:
+    path = resolve_checkpoint(spec)
+    cfg, backbone, meta = load_teacher(path)
+    kind = meta.get("kind")
+    if kind != "flow_matching_teacher":
+        raise ValueError(f"{path}: unknown model kind {kind!r}")
+    return FlowTeacher(path, cfg, backbone, meta)
