@@ -36,6 +36,18 @@ def grid_prompt_ids(cfg, dm: ShapesDataModule, n: int = 16) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+def resume_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest checkpoint that loads: a kill during a write can leave ``last.ckpt`` truncated, and then the
+    step checkpoint written just before it is used instead."""
+    for path in sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            torch.load(path, map_location="cpu", weights_only=False)
+            return path
+        except Exception:  # noqa: BLE001 - any unreadable file is skipped
+            log.warning("skipping unreadable checkpoint %s", path)
+    return None
+
+
 def train_teacher(cfg) -> Path:
     """Train (or resume) and export the teacher to ``run_dir(cfg)/export``; returns the export folder."""
     torch.set_num_threads(cfg.train.threads)
@@ -63,7 +75,7 @@ def train_teacher(cfg) -> Path:
         logger.experiment.log_dict(logger.run_id, to_dict(cfg), "config.json")
 
     ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
+    resume = resume_checkpoint(ckpt_dir)
     trainer = L.Trainer(
         max_steps=cfg.train.max_steps, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
         strategy=cfg.train.strategy, precision=cfg.train.precision, logger=logger,
@@ -77,7 +89,7 @@ def train_teacher(cfg) -> Path:
                        cfg.seed),
         ],
     )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     if trainer.global_step < cfg.train.max_steps:
         raise RuntimeError(f"training stopped at step {trainer.global_step} < {cfg.train.max_steps}")
     export_teacher(module.sampling_model(), cfg, export, trainer.global_step)

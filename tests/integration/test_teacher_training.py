@@ -42,14 +42,16 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     proc = subprocess.Popen(_cmd(out, "resumed", steps), env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not list(out.glob("micro-*/checkpoints/step*.ckpt")):
+    while not list(out.glob("micro-*/checkpoints/last.ckpt")):
         assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     (run,) = out.glob("micro-*")
     assert not (run / "DONE").exists(), "the run finished before it could be interrupted"
-    killed_at = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    from sprint_bench.lit.train_teacher import resume_checkpoint
+
+    killed_at = torch.load(resume_checkpoint(run / "checkpoints"), weights_only=False)["global_step"]
     assert 0 < killed_at < steps
 
     subprocess.run(_cmd(out, "resumed", steps), check=True, env=_env(), cwd=tmp_path,
@@ -105,3 +107,15 @@ def test_export_loads_and_samples(tmp_path, micro_cfg):
     assert len(list((tmp_path / "releases").glob("teacher.bak-*"))) == 1
     with pytest.raises(FileNotFoundError, match="no exported teacher"):
         load_teacher(tmp_path / "missing")
+
+
+def test_resume_skips_a_truncated_checkpoint(tmp_path):
+    from sprint_bench.lit.train_teacher import resume_checkpoint
+
+    assert resume_checkpoint(tmp_path) is None
+    good = tmp_path / "step0000010.ckpt"
+    torch.save({"global_step": 10}, good)
+    bad = tmp_path / "last.ckpt"
+    bad.write_bytes(good.read_bytes()[:20])  # killed mid-write
+    os.utime(good, (1, 1))
+    assert resume_checkpoint(tmp_path) == good
