@@ -1,47 +1,30 @@
 """GenEval-Shapes score of an exported flow-matching teacher (Euler steps, CFG scale), in the official layout."""
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 
-import torch
-
-from sprint_bench.data.datamodule import to_uint8
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
-from sprint_bench.eval.geneval.generate import generate_geneval, seeded_noise
+from sprint_bench.eval.generators import load_generator
+from sprint_bench.eval.geneval.generate import generate_geneval
 from sprint_bench.eval.geneval.layout import score_folder, write_results
 from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
-from sprint_bench.models.release import load_teacher
 from sprint_bench.models.text_encoder import CaptionCache
-from sprint_bench.samplers.flow import euler_sample
 
-log = logging.getLogger(__name__)
 FAMILY_LABELS = {"single_object": "Single", "two_object": "Two", "counting": "Counting", "colors": "Colors",
                  "position": "Position", "color_attr": "Color attr."}
-
-
-def teacher_sample_fn(backbone, captions: CaptionCache, resolution: int, steps: int, cfg_scale: float):
-    null_t, null_m = captions.lookup(torch.tensor([captions.null_id]))
-
-    def sample(prompts: list[str], seeds: list[int]):
-        text, mask = captions.lookup(captions.ids_for(prompts))
-        noise = seeded_noise(seeds, (3, resolution, resolution))
-        return to_uint8(euler_sample(backbone, noise, text, mask, null_t, null_m, steps, cfg_scale))
-
-    return sample
 
 
 def evaluate_teacher_geneval(export_dir: str | Path | None, out_dir: str | Path, steps: int, cfg_scale: float,
                              images_per_prompt: int = 4, batch_size: int = 64, seed: int = 0,
                              limit: int | None = None) -> dict:
     """Generate 4 images per GenEval-Shapes prompt and score them with the exact shapes detector."""
-    cfg, backbone, meta = load_teacher(export_dir)
+    model = load_generator(export_dir)
+    cfg, meta = model.cfg, model.meta
     prompts = geneval_shapes_prompts(cfg.world)[:limit]
     captions = CaptionCache.build(sorted({p["prompt"] for p in prompts}), cfg.text.max_length,
                                   Path(cfg.output_dir) / "cache")
     root = Path(out_dir) / f"euler{steps}-cfg{cfg_scale:g}"
-    fn = teacher_sample_fn(backbone, captions, cfg.world.resolution, steps, cfg_scale)
+    fn = model.sample_fn(steps, cfg_scale, captions)
     generate_geneval(fn, prompts, root / "images", images_per_prompt, batch_size, seed)
     rows, summary = score_folder(root / "images", ShapesDetector(cfg.world))
     summary.update({"benchmark": "GenEval-Shapes", "detector": "shapes-exact (GenEval protocol, non-official detector)",
@@ -54,6 +37,7 @@ def evaluate_teacher_geneval(export_dir: str | Path | None, out_dir: str | Path,
 
 def markdown_row(summary: dict, header: bool = False) -> str:
     cols = ["Overall"] + [FAMILY_LABELS[f] for f in FAMILY_LABELS]
-    vals = [summary["overall"]] + [summary["tasks"][f]["score"] for f in FAMILY_LABELS]
+    vals = [summary["overall"]] + [summary["tasks"].get(f, {}).get("score") for f in FAMILY_LABELS]
     head = "| steps | CFG | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols) + "\n" if header else ""
-    return head + f"| {summary['steps']} | {summary['cfg_scale']:g} | " + " | ".join(f"{v:.3f}" for v in vals) + " |\n"
+    cells = " | ".join("–" if v is None else f"{v:.3f}" for v in vals)
+    return head + f"| {summary['steps']} | {summary['cfg_scale']:g} | {cells} |\n"

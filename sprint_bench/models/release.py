@@ -37,14 +37,20 @@ def load_teacher(path: str | Path | None = None):
 
 
 def promote_teacher(export_dir: str | Path, target: str | Path = RELEASED_TEACHER) -> Path:
-    """Copy an exported teacher to ``target``; an existing release is moved aside to ``<target>.bak-<step>``."""
+    """Copy an exported teacher to ``target``; a different existing release is moved aside to
+    ``<target>.bak-<step>`` (the same config hash and step is already released: nothing happens)."""
     import shutil
 
     export_dir, target = Path(export_dir), Path(target)
     if not (export_dir / "sprint_bench.json").exists():
         raise FileNotFoundError(f"no exported teacher at {export_dir}")
     if target.exists():
-        old = json.loads((target / "sprint_bench.json").read_text()).get("global_step", "old")
+        current = json.loads((target / "sprint_bench.json").read_text())
+        incoming = json.loads((export_dir / "sprint_bench.json").read_text())
+        if all(current.get(k) == incoming.get(k) for k in ("config_hash", "global_step")) and \
+                (target / "transformer").exists():
+            return target  # already released
+        old = current.get("global_step", "old")
         backup = target.with_name(f"{target.name}.bak-{old}")
         k = 1
         while backup.exists():

@@ -129,3 +129,13 @@ def test_missing_checkpoint_and_argument_parsing(tmp_path):
         parse_steps("1,x")
     with pytest.raises(ValueError, match="valid metrics"):
         parse_metrics("fd,bogus")
+
+
+def test_eval_teacher_writes_summary_and_table(tiny_models, tmp_path):
+    from sprint_bench.eval.teacher_geneval import evaluate_teacher_geneval
+
+    summary = evaluate_teacher_geneval(tiny_models / "teacher", tmp_path, steps=1, cfg_scale=3.0,
+                                       images_per_prompt=1, limit=6)
+    assert summary["images"] == 6 and summary["nfe"] == 2 and 0 <= summary["overall"] <= 1
+    table = (tmp_path / "euler1-cfg3" / "table.md").read_text()
+    assert table.startswith("| steps | CFG | Overall") and "–" in table  # families without prompts are dashes

@@ -1,5 +1,6 @@
 """Teacher training end to end on the micro preset: kill + resume reaches the same step count and the same weights
 as an uninterrupted run, with exactly one MLflow run; the export loads and samples."""
+import json
 import os
 import signal
 import subprocess
@@ -102,9 +103,12 @@ def test_export_loads_and_samples(tmp_path, micro_cfg):
     # promotion never destroys an existing release
     target = tmp_path / "releases" / "teacher"
     promote_teacher(tmp_path / "export", target)
-    promote_teacher(tmp_path / "export", target)
-    assert (target / "sprint_bench.json").exists()
-    assert len(list((tmp_path / "releases").glob("teacher.bak-*"))) == 1
+    promote_teacher(tmp_path / "export", target)  # same teacher again: nothing to do
+    assert not list((tmp_path / "releases").glob("teacher.bak-*"))
+    export_teacher(module.sampling_model(), cfg, tmp_path / "export2", 5)
+    promote_teacher(tmp_path / "export2", target)
+    assert json.loads((target / "sprint_bench.json").read_text())["global_step"] == 5
+    assert [p.name for p in (tmp_path / "releases").glob("teacher.bak-*")] == ["teacher.bak-0"]
     with pytest.raises(FileNotFoundError, match="no exported teacher"):
         load_teacher(tmp_path / "missing")
 
