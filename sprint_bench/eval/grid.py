@@ -15,11 +15,15 @@ def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
     return tiles.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
-def png_bytes(grid: np.ndarray, scale: int = 4) -> bytes:
+def upscaled(grid: np.ndarray, scale: int = 4):
+    """A PIL image of the grid, enlarged ``scale`` times with nearest-neighbour (pixels stay visible)."""
     from PIL import Image
 
     img = Image.fromarray(grid)
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+def png_bytes(grid: np.ndarray, scale: int = 4) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    upscaled(grid, scale).save(buf, format="PNG")
     return buf.getvalue()

@@ -1,15 +1,13 @@
 """Training callbacks: a step progress bar with ETA and periodic sample grids logged to MLflow."""
 from __future__ import annotations
 
-import io
-
 import lightning as L
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from sprint_bench.data.datamodule import to_uint8
-from sprint_bench.eval.grid import image_grid, png_bytes
+from sprint_bench.eval.grid import image_grid, upscaled
 
 
 class StepProgress(L.Callback):
@@ -50,9 +48,7 @@ class SampleGrid(L.Callback):
         pl_module.eval()
         imgs = to_uint8(pl_module.sample(self.ids, self.steps, self.cfg_scale, generator=gen))
         pl_module.train(was_training)
-        from PIL import Image
-
-        grid = Image.open(io.BytesIO(png_bytes(image_grid(imgs, cols=int(np.ceil(np.sqrt(len(imgs))))))))
+        grid = upscaled(image_grid(imgs, cols=int(np.ceil(np.sqrt(len(imgs))))))
         trainer.logger.experiment.log_image(trainer.logger.run_id, grid, artifact_file=f"samples/step_{step:06d}.png")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
