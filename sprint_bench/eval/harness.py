@@ -156,8 +156,9 @@ class Evaluator:
         images_dir = folder / "images"
         done_file = folder / "metrics.json"
         done = json.loads(done_file.read_text()) if done_file.exists() else {}
-        if done.get("protocol_hash") != self.protocol_hash(steps):
-            done = {"protocol_hash": self.protocol_hash(steps), "results": {}}
+        phash = self.protocol_hash(steps)
+        if done.get("protocol_hash") != phash:
+            done = {"protocol_hash": phash, "results": {}}
         for key, r in done["results"].items():  # resumed: make sure MLflow has what was already computed
             logger.metrics(MetricResult(key, r["values"], Protocol(**r["protocol"])))
 

@@ -28,7 +28,7 @@ def evaluate_teacher_geneval(export_dir: str | Path | None, out_dir: str | Path,
     generate_geneval(fn, prompts, root / "images", images_per_prompt, batch_size, seed)
     rows, summary = score_folder(root / "images", ShapesDetector(cfg.world))
     summary.update({"benchmark": "GenEval-Shapes", "detector": "shapes-exact (GenEval protocol, non-official detector)",
-                    "sampler": "euler", "steps": steps, "cfg_scale": cfg_scale, "nfe": steps * (2 if cfg_scale != 1 else 1),
+                    "sampler": "euler", "steps": steps, "cfg_scale": cfg_scale, "nfe": model.nfe(steps, cfg_scale),
                     "images": len(rows), "teacher_step": meta["global_step"], "teacher_config_hash": meta["config_hash"]})
     write_results(rows, summary, root)
     (root / "table.md").write_text(markdown_row(summary, header=True))
