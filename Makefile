@@ -12,7 +12,8 @@ TEACHER_CONFIG ?= experiments/teacher.yaml
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv
+.PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv \
+	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation bench-distill
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +49,30 @@ eval: setup ## evaluate EVAL_MODEL (default: the released teacher) at EVAL_STEPS
 bench-eval: setup ## evaluation speed benchmark: FD feature extraction and GenEval detection images/s
 	$(BIN)/python -m sprint_bench.eval.metrics.bench_fd --n 512 --threads 2 --batch-size 16
 	$(BIN)/python -m sprint_bench.eval.geneval.bench --n 2212
+
+DISTILL_METRICS ?= fd,kid,clip,geneval,latency
+DISTILL = $(BIN)/sprint-bench distill --metrics $(DISTILL_METRICS) --config
+ablation-scm: setup clip-scorer ## sCM-only student: train, then evaluate at 1, 2 and 4 steps
+	$(DISTILL) experiments/sprint/scm.yaml $(ARGS)
+
+ablation-ladd: setup clip-scorer ## LADD-only student: train, then evaluate at 1, 2 and 4 steps
+	$(DISTILL) experiments/sprint/ladd.yaml $(ARGS)
+
+ablation-hybrid: setup clip-scorer ## hybrid (sCM + LADD) student: train, then evaluate at 1, 2 and 4 steps
+	$(DISTILL) experiments/sprint/hybrid.yaml $(ARGS)
+
+ablations: ablation-scm ablation-ladd ablation-hybrid ## the three students of paper Table 3 (finished ones are skipped)
+
+AXES := $(sort $(wildcard experiments/sprint/ablations/*.yaml))
+ablation-axes: setup clip-scorer ## every ablation axis in experiments/sprint/ablations/ (Tables 4-6, 8, tangent)
+	for f in $(AXES); do $(DISTILL) $$f $(ARGS) || exit 1; done
+
+ABLATION ?= experiments/sprint/hybrid.yaml
+ablation: setup clip-scorer ## one student from ABLATION=<yaml>
+	$(DISTILL) $(ABLATION) $(ARGS)
+
+bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each)
+	$(BIN)/python -m sprint_bench.lit.bench_distill --steps 20
 
 prompts: setup ## regenerate the GenEval-Shapes prompt file shipped in the package
 	$(BIN)/sprint-bench make-prompts

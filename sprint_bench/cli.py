@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -32,6 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(p)
     p = sub.add_parser("make-prompts", help="regenerate the shipped GenEval-Shapes prompt file")
     _config_args(p)
+    p = sub.add_parser("distill", help="distil the teacher into a 1-4 step student, then evaluate it at "
+                                       "distill.eval_steps through the harness")
+    _config_args(p)
+    p.set_defaults(config="experiments/sprint/hybrid.yaml")
+    p.add_argument("--no-eval", action="store_true", help="train (and export) only")
+    p.add_argument("--metrics", default="fd,kid,clip,geneval,latency", help="metrics of the evaluation")
+    p.add_argument("--clip-scorer", default="artifacts/clip-scorer", help="trained shapes-CLIP folder")
+    p.add_argument("--eval-out", default="runs/eval", help="where generated images and metric caches go")
+    p.add_argument("--limit-prompts", type=int, default=None, help="smoke runs: only the first N GenEval prompts")
+    p = sub.add_parser("search-schedule", help="greedy sampler-timestep search for a student (paper App. F.2), "
+                                               "scored by GenEval-Shapes on a prompt subset")
+    p.add_argument("checkpoint", help="a student's run folder or export folder")
+    p.add_argument("--steps", type=int, default=4, help="search the 1..steps schedules")
+    p.add_argument("--limit-prompts", type=int, default=160, help="GenEval-Shapes prompts scored per schedule")
+    p.add_argument("--images-per-prompt", type=int, default=2)
+    p.add_argument("--apply", action="store_true", help="store the chosen schedules in the export")
     p = sub.add_parser("eval", help="evaluate a model at several step counts (FD, KID, CLIP, GenEval, latency)")
     p.add_argument("checkpoint", help='"teacher" (the released teacher), an export folder or a run folder')
     p.add_argument("--steps", default="1,2,4", help="comma-separated step counts")
@@ -49,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.verb == "eval":
         return _eval(args)
+    if args.verb == "search-schedule":
+        from sprint_bench.eval.schedule_search import search_schedule
+
+        try:
+            result = search_schedule(args.checkpoint, args.steps, args.limit_prompts, args.images_per_prompt,
+                                     args.apply)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"search-schedule error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(result["chosen"], indent=2))
+        return 0
     from sprint_bench.config import ConfigError, load_config
 
     try:
@@ -56,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    if args.verb == "distill":
+        return _distill(cfg, args)
     if args.verb == "train-teacher":
         from sprint_bench.lit.train_teacher import train_teacher
 
@@ -95,6 +125,35 @@ def _eval(args) -> int:
         print(f"eval error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(evaluator.run(), indent=2))
+    return 0
+
+
+def _distill(cfg, args) -> int:
+    """Check everything cheap first (teacher, metrics, CLIP scorer), then train, export and evaluate."""
+    from sprint_bench.config import ConfigError
+    from sprint_bench.eval.harness import EvalSettings, Evaluator, parse_metrics
+    from sprint_bench.lit.train_distill import load_matching_teacher, train_distill
+
+    try:
+        load_matching_teacher(cfg)
+        settings = None
+        if not args.no_eval:
+            settings = EvalSettings(steps=list(cfg.distill.eval_steps), metrics=parse_metrics(args.metrics),
+                                    seed=cfg.seed, images_per_prompt=cfg.sample.images_per_prompt,
+                                    batch_size=cfg.sample.batch_size, clip_scorer=args.clip_scorer,
+                                    out_root=args.eval_out, experiment=cfg.tracking.experiment,
+                                    tracking_uri=cfg.tracking.tracking_uri, threads=cfg.train.threads,
+                                    limit_prompts=args.limit_prompts)
+            if "clip" in settings.metrics and not (Path(args.clip_scorer) / "meta.json").exists():
+                raise FileNotFoundError(f"CLIP scorer not found at {args.clip_scorer}; train it with "
+                                        f"`make clip-scorer`, pass --clip-scorer DIR or leave clip out of --metrics")
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"distill error: {e}", file=sys.stderr)
+        return 2
+    export = train_distill(cfg)
+    print(export)
+    if settings is not None:
+        print(json.dumps(Evaluator(export, settings).run(), indent=2))
     return 0
 
 

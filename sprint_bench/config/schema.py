@@ -42,6 +42,7 @@ __all__ = [
     "TrainConfig",
     "SampleConfig",
     "TrackingConfig",
+    "DistillConfig",
     "ExperimentConfig",
     "SHAPES",
     "GENEVAL_COLORS",
@@ -248,6 +249,54 @@ class TrackingConfig:
 
 
 @dataclass
+class DistillConfig:
+    """SANA-Sprint distillation of the teacher into a 1-4 step student (sCM, LADD or both). The generator uses
+    train.lr / warmup_steps / lr_schedule / betas / grad_clip; train.max_steps counts generator + discriminator
+    steps (the global step k)."""
+
+    teacher: str = _field("teacher", "teacher to distil: 'teacher' (the released one) or an exported folder")
+    loss: str = _field("hybrid", "objective: scm, ladd or hybrid (= scm_weight * L_sCM + adv_weight * L_adv)",
+                       choices=["scm", "ladd", "hybrid"])
+    scm_weight: float = _field(1.0, "lambda_sCM", min=0.0)
+    adv_weight: float = _field(0.5, "lambda_adv", min=0.0)
+    p_mean: float = _field(0.2, "generator time proposal: mean of log(sigma_d tan t)")
+    p_std: float = _field(1.6, "generator time proposal: std of log(sigma_d tan t)", gt=0.0)
+    cfg_scales: list[float] = _field([2.5, 3.0, 3.5], "teacher CFG scales w, one drawn per sample", min=1.0,
+                                     min_items=1)
+    guidance_embed: bool = _field(True, "student guidance (CFG) embedding, fed 0.1 w")
+    guidance_zero_init: bool = _field(True, "zero the guidance embedder's last Linear (student = teacher at step 0)")
+    logvar: bool = _field(True, "adaptive-weight (logvar) head")
+    tangent: str = _field("jvp", "how J = dF/dt is taken: jvp (torch.func.jvp) or finite_difference",
+                          choices=["jvp", "finite_difference"])
+    fd_eps: float = _field(1e-3, "step of the central finite difference", gt=0.0)
+    tangent_warmup_steps: int = _field(4000, "tangent warmup r = min(1, k / steps), k = global step", min=0)
+    tangent_norm_c: float = _field(0.1, "tangent normalisation g / (||g|| + c)", gt=0.0)
+    max_time_p: float = _field(0.5, "probability that the adversarial branch uses t = 1.5708", min=0.0, max=1.0)
+    d_p_mean: float = _field(-0.6, "discriminator re-noise time: mean of log(sigma_d tan s)")
+    d_p_std: float = _field(1.0, "discriminator re-noise time: std of log(sigma_d tan s)", gt=0.0)
+    head_blocks: list[int] = _field([1, 3, 5], "teacher blocks tapped by discriminator heads", min=0, min_items=1)
+    misaligned_pairs: bool = _field(True, "rolled real (image, caption) pairs count as fakes")
+    r1_weight: float = _field(0.0, "R1 penalty weight on real samples (0 disables)", min=0.0)
+    d_lr: Optional[float] = _field(None, "discriminator learning rate (null: train.lr)", gt=0.0)
+    d_grad_clip: float = _field(1.0, "discriminator gradient-norm clip (0 disables)", min=0.0)
+    eval_steps: list[int] = _field([1, 2, 4], "sampling steps evaluated after training", min=1, min_items=1)
+    debug_nan_steps: list[int] = _field([], "test hook: global steps whose loss is forced to NaN", min=0)
+
+    @property
+    def uses_scm(self) -> bool:
+        return self.loss in ("scm", "hybrid")
+
+    @property
+    def uses_adv(self) -> bool:
+        return self.loss in ("ladd", "hybrid")
+
+    def validate(self) -> None:
+        if self.loss == "hybrid" and (self.scm_weight == 0 or self.adv_weight == 0):
+            raise _cross_error("distill.loss=hybrid needs scm_weight > 0 and adv_weight > 0 (use loss: scm or ladd)",
+                               "distill.loss", "distill.scm_weight", "distill.adv_weight")
+
+
+@dataclass
 class ExperimentConfig:
     """A complete, validated experiment configuration."""
 
@@ -261,13 +310,22 @@ class ExperimentConfig:
     train: TrainConfig = _section(TrainConfig)
     sample: SampleConfig = _section(SampleConfig)
     tracking: TrackingConfig = _section(TrackingConfig)
+    distill: DistillConfig = _section(DistillConfig)
     source: str = field(default="", compare=False, metadata={
         "internal": True, "help": "path of the top config file (set by load_config)"})
+
+    def validate_distill(self) -> None:
+        """Checks that only matter when this config distils (the teacher configs share the schema)."""
+        depth, bad = self.model.depth, [b for b in self.distill.head_blocks if b >= self.model.depth]
+        if self.distill.uses_adv and bad:
+            raise _cross_error(f"distill.head_blocks {bad} out of range for model.depth={depth} "
+                               f"(blocks are 0..{depth - 1})", "distill.head_blocks", "model.depth")
 
     def validate(self) -> None:
         """Cross-field checks; raises ConfigError naming the keys involved."""
         self.world.validate()
         self.model.validate()
+        self.distill.validate()
         if self.world.resolution % self.model.patch_size:
             raise _cross_error(
                 f"world.resolution={self.world.resolution} must be divisible by "

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict
+import os
 from pathlib import Path
 
 import lightning as L
@@ -34,7 +35,7 @@ def load_or_render(world, n: int, seed: int, cache_dir: Path | None) -> tuple[np
     images = np.ascontiguousarray(sample.images.transpose(0, 3, 1, 2))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # per process: DDP ranks may race
         np.savez(tmp, images=images, captions=np.array(sample.captions), caption_ids=sample.caption_ids)
         tmp.replace(path)
     return images, sample.captions, sample.caption_ids
@@ -76,6 +77,13 @@ class StepBatchSampler(Sampler[list[int]]):
             step += 1
 
 
+def batches_seen(trainer) -> int:
+    """Batches consumed so far: the module's own step counter ``k`` where it keeps one (distillation counts steps
+    skipped by its NaN guard, which the trainer's global step does not), else the global step."""
+    k = getattr(trainer.lightning_module, "k", None)
+    return int(k) if k is not None else trainer.global_step
+
+
 class ShapesDataModule(L.LightningDataModule):
     """Batches of (uint8 images (B, 3, H, W), caption ids); ``captions`` holds the text-embedding cache."""
 
@@ -98,7 +106,7 @@ class ShapesDataModule(L.LightningDataModule):
         trainer = self.trainer
         sampler = StepBatchSampler(
             len(self.images), self.cfg.data.batch_size, self.cfg.seed,
-            start_step=(lambda: trainer.global_step) if trainer is not None else (lambda: 0),
+            start_step=(lambda: batches_seen(trainer)) if trainer is not None else (lambda: 0),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1)
         return DataLoader(TensorDataset(self.images, self.caption_ids), batch_sampler=sampler,

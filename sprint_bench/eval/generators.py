@@ -2,6 +2,7 @@
 staged pipeline for latency. Resolves a checkpoint argument (export folder, run folder or "teacher")."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +74,81 @@ class FlowTeacher:
         return teacher_pipeline(self.backbone, text_encoder, self.resolution, steps, cfg_scale)
 
 
-def load_generator(spec: str | Path) -> FlowTeacher:
+@dataclass
+class SprintStudent:
+    """A distilled SANA-Sprint student sampled with the sCM multistep sampler (guidance through its embedding)."""
+
+    path: Path
+    cfg: object
+    model: torch.nn.Module
+    meta: dict
+
+    @property
+    def method(self) -> str:
+        return {"scm": "sCM only", "ladd": "LADD only", "hybrid": "sCM + LADD"}.get(self.meta.get("method"), "student")
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}-{self.meta['config_hash']}-step{self.meta['global_step']}"
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.transformer.parameters())
+
+    @property
+    def resolution(self) -> int:
+        return self.cfg.world.resolution
+
+    def nfe(self, steps: int, cfg_scale: float) -> int:
+        return steps
+
+    def timesteps(self, steps: int) -> tuple[float, ...]:
+        """The schedule exported with the student for ``steps`` (paper Table 7), else the sampler's default."""
+        from sprint_bench.samplers.scm import scm_timesteps
+
+        return scm_timesteps(steps, self.meta.get("schedules", {}).get(steps))
+
+    def guidance(self, cfg_scale: float) -> float | None:
+        return cfg_scale if self.meta.get("guidance_embeds") else None
+
+    def sampler_tag(self, steps: int, cfg_scale: float) -> str:
+        ts = "-".join(f"{t:.4f}" for t in self.timesteps(steps))
+        return f"scm{steps}-t{ts}-w{cfg_scale:g}" if self.guidance(cfg_scale) is not None else f"scm{steps}-t{ts}"
+
+    def sample_fn(self, steps: int, cfg_scale: float, captions: CaptionCache, timesteps=None):
+        """(prompts, seeds) -> uint8 images; image b draws all its step noises from its own seed. ``timesteps``
+        overrides the exported schedule (schedule search)."""
+        from sprint_bench.param.trigflow import SIGMA_DATA
+        from sprint_bench.samplers.scm import scm_sample, seeded_step_noise, trigflow_model_fn
+
+        res, w = self.resolution, self.guidance(cfg_scale)
+        ts = self.timesteps(steps) if timesteps is None else tuple(timesteps)
+
+        def sample(prompts: list[str], seeds: list[int]):
+            text, mask = captions.lookup(captions.ids_for(prompts))
+            noise = seeded_step_noise(seeds, (3, res, res), steps)
+            return to_uint8(scm_sample(trigflow_model_fn(self.model, text, mask, w), noise, ts) / SIGMA_DATA)
+
+        return sample
+
+    def pipeline(self, steps: int, cfg_scale: float, text_encoder):
+        from sprint_bench.eval.latency import student_pipeline
+
+        return student_pipeline(self.model, text_encoder, self.resolution, self.timesteps(steps),
+                                self.guidance(cfg_scale))
+
+
+def load_generator(spec: str | Path) -> FlowTeacher | SprintStudent:
     path = resolve_checkpoint(spec)
-    cfg, backbone, meta = load_teacher(path)
-    kind = meta.get("kind")
-    if kind != "flow_matching_teacher":
-        raise ValueError(f"{path}: unknown model kind {kind!r}")
-    return FlowTeacher(path, cfg, backbone, meta)
+    kind = json.loads((path / "sprint_bench.json").read_text()).get("kind")
+    if kind == "flow_matching_teacher":
+        return FlowTeacher(path, *load_teacher(path))
+    if kind == "scm_student":
+        from sprint_bench.models.export import load_student
+
+        return SprintStudent(path, *load_student(path))
+    raise ValueError(f"{path}: unknown model kind {kind!r}")

@@ -137,6 +137,39 @@ def teacher_pipeline(backbone: torch.nn.Module, text_encoder, resolution: int, s
                           dtype=dtype, description=desc)
 
 
+def student_pipeline(model: torch.nn.Module, text_encoder, resolution: int, timesteps, guidance: float | None,
+                     channels: int = 3) -> StagedPipeline:
+    """A SANA-Sprint student: MiniLM text encoding, the sCM multistep sampler over ``timesteps`` (one call per step,
+    no CFG doubling: guidance enters through the embedding), decoding in pixel space. NFE = steps."""
+    from sprint_bench.data.datamodule import to_uint8
+    from sprint_bench.param.trigflow import SIGMA_DATA
+    from sprint_bench.samplers.scm import scm_sample, trigflow_model_fn
+
+    device, dtype = _module_device_dtype(model)
+    encode = _text_encode_fn(text_encoder, device, dtype)
+    steps = len(timesteps) - 1
+
+    def denoise(cond, noise: torch.Tensor) -> torch.Tensor:
+        text, mask = cond
+
+        def noise_fn(i: int) -> torch.Tensor:  # fresh noise per step, drawn inside the timed call
+            return noise if i == 0 else torch.randn_like(noise)
+
+        return scm_sample(trigflow_model_fn(model, text, mask, guidance), noise_fn, timesteps, device=device,
+                          dtype=dtype) / SIGMA_DATA
+
+    def decode(x: torch.Tensor) -> np.ndarray:
+        return to_uint8(x.float())
+
+    n_params = sum(p.numel() for p in model.parameters())
+    desc = (f"sCM student {type(model).__name__} ({n_params / 1e6:.2f}M params), {steps}-step consistency sampler "
+            f"t={[round(float(t), 4) for t in timesteps]}, guidance embedding w={guidance}, text all-MiniLM-L6-v2 "
+            f"(max_length {text_encoder.max_length}), decode to_uint8 (pixel space)")
+    return StagedPipeline(encode_text=encode, denoise=denoise, decode=decode, nfe=steps, steps=steps,
+                          resolution=resolution, latent_shape=(channels, resolution, resolution), device=device,
+                          dtype=dtype, description=desc)
+
+
 # ------------------------------------------------------------------------------------------------------ timers
 
 

@@ -81,6 +81,7 @@ def train_teacher(cfg) -> Path:
         strategy=cfg.train.strategy, precision=cfg.train.precision, logger=logger,
         log_every_n_steps=cfg.train.log_every, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0, max_epochs=-1, default_root_dir=str(out),
+        use_distributed_sampler=False,  # StepBatchSampler shards by rank itself
         callbacks=[
             ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", every_n_train_steps=cfg.train.checkpoint_every,
                             save_top_k=1, save_last=True, auto_insert_metric_name=False),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -89,7 +90,7 @@ class CaptionCache:
         hidden, mask = encoder.encode(list(captions) + [""])
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: DDP ranks may race
             torch.save({"hidden": hidden, "mask": mask}, tmp)
             tmp.replace(path)
             log.info("cached %d caption embeddings in %s", len(captions), path)

@@ -1,0 +1,87 @@
+"""Training-cost benchmark: one sCM generator step vs one teacher flow-matching step at the same batch, same
+process, same threads (median of ``--steps`` timed steps each after warm-up). `make bench-distill`."""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from sprint_bench.config import load_config
+from sprint_bench.data.datamodule import ShapesDataModule, to_model_range
+from sprint_bench.eval.latency import device_info, pinned_threads
+from sprint_bench.lit.distill import DistillModule
+from sprint_bench.lit.train_distill import load_matching_teacher
+from sprint_bench.losses.flow_matching import flow_matching_loss, interpolate
+from sprint_bench.param.trigflow import SIGMA_DATA
+
+
+def _timed(step, n: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        step()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        step()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", default="experiments/sprint/scm.yaml")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if args.steps < 10:
+        raise SystemExit("--steps must be >= 10 (median of at least 10 steps)")
+    cfg = load_config(args.config, ["distill.loss=scm", "distill.scm_weight=1.0"])
+    dm = ShapesDataModule(cfg)
+    dm.setup("fit")
+    _, fm, _ = load_matching_teacher(cfg)
+    module = DistillModule(cfg, dm.captions, fm).train()
+    b = cfg.data.batch_size
+    images, ids = dm.images[:b], dm.caption_ids[:b]
+    text, mask = module.text(ids)
+    x0 = to_model_range(images)
+
+    fm.train().requires_grad_(True)
+    opt_t = torch.optim.AdamW(fm.parameters(), lr=1e-5)
+    gen = torch.Generator().manual_seed(0)
+
+    def teacher_step():
+        tau = torch.sigmoid(torch.randn(b, generator=gen))
+        eps = torch.randn(x0.shape, generator=gen)
+        v = fm(hidden_states=interpolate(x0, eps, tau), encoder_hidden_states=text, timestep=tau,
+               encoder_attention_mask=mask, return_dict=False)[0]
+        loss = flow_matching_loss(v, x0, eps)
+        opt_t.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(fm.parameters(), 1.0)
+        opt_t.step()
+
+    opt_s = torch.optim.AdamW(module.student.parameters(), lr=1e-5)
+
+    def scm_step():
+        loss, _ = module.generator_loss(SIGMA_DATA * x0, text, mask, gen, k=10**6)
+        opt_s.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.student.parameters(), 1.0)
+        opt_s.step()
+
+    with pinned_threads(args.threads) as pin:
+        t_teacher = _timed(teacher_step, args.steps, args.warmup)
+        t_scm = _timed(scm_step, args.steps, args.warmup)
+    res = {"batch": b, "threads": pin["threads"], "tangent": cfg.distill.tangent, "steps_timed": args.steps,
+           "teacher_fm_step_ms_median": statistics.median(t_teacher), "scm_g_step_ms_median": statistics.median(t_scm),
+           "device": device_info("cpu")["device_name"], "dtype": "float32"}
+    res["ratio"] = res["scm_g_step_ms_median"] / res["teacher_fm_step_ms_median"]
+    print(json.dumps(res, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    main()

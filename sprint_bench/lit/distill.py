@@ -1,0 +1,254 @@
+"""SANA-Sprint distillation LightningModule: manual optimisation alternating generator (sCM and/or adversarial) and
+discriminator steps (method reference §7), with a NaN/Inf guard, per-part logging and exact resume (the global
+step counter k, which drives the G/D phase and the tangent warmup, is a buffer saved in every checkpoint)."""
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import torch
+
+from sprint_bench.data.datamodule import to_model_range
+from sprint_bench.lit.teacher import lr_lambda
+from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty
+from sprint_bench.losses.scm import (jvp_autograd, jvp_finite_difference, normalize_tangent, scm_loss, scm_tangent,
+                                     tangent_warmup, tangents, teacher_cfg_velocity)
+from sprint_bench.models.discriminator import Discriminator
+from sprint_bench.models.text_encoder import CaptionCache
+from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher, use_math_attention
+from sprint_bench.param.trigflow import SIGMA_DATA, sample_t_lognormal, trig_noise, x0_from_F
+
+
+def grad_norm(params) -> torch.Tensor:
+    grads = [p.grad.detach().flatten() for p in params if p.grad is not None]
+    return torch.cat(grads).norm() if grads else torch.zeros(())
+
+
+class DistillModule(L.LightningModule):
+    """Teacher (frozen, TrigFlow-wrapped), student (teacher copy + guidance embedding + logvar head) and the LADD
+    discriminator heads on frozen-teacher features."""
+
+    def __init__(self, cfg, captions: CaptionCache, teacher_transformer):
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg, d = cfg, cfg.distill
+        self.teacher = TrigFlowModel(copy.deepcopy(teacher_transformer)).requires_grad_(False)
+        student = student_from_teacher(teacher_transformer, d.guidance_embed, d.guidance_zero_init)
+        use_math_attention(student)  # forward-mode AD needs the MATH SDPA backend (method reference §11.1)
+        self.student = TrigFlowModel(student, logvar=d.logvar and d.uses_scm)
+        self.ema = copy.deepcopy(self.student).requires_grad_(False) if cfg.train.ema_decay > 0 else None
+        self.disc = Discriminator(cfg.model.width, d.head_blocks) if d.uses_adv else None
+        self.register_buffer("k", torch.zeros((), dtype=torch.long))  # global G + D step counter
+        self.register_buffer("skipped", torch.zeros((), dtype=torch.long))  # steps skipped by the NaN/Inf guard
+        self.register_buffer("text_hidden", captions.hidden, persistent=False)
+        self.register_buffer("text_mask", captions.mask, persistent=False)
+        self.null_id = captions.null_id
+        self.cfg_scales = torch.tensor(d.cfg_scales, dtype=torch.float32)
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.text_hidden[ids], self.text_mask[ids]
+
+    def sampling_model(self) -> TrigFlowModel:
+        return self.ema if self.ema is not None else self.student
+
+    def phase(self, k: int) -> str:
+        """Strict alternation G, D, G, D, ... starting with G (reference code order); sCM alone has no D."""
+        return "G" if not self.cfg.distill.uses_adv or k % 2 == 0 else "D"
+
+    def step_generator(self, k: int) -> torch.Generator:
+        """Randomness of step k as a function of (seed, rank, k): resuming is exact."""
+        seed = (self.cfg.seed * 1_000_003 + self.global_rank) * 10_000_019 + k
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def guidance(self, w: torch.Tensor) -> torch.Tensor | None:
+        return w if self.cfg.distill.guidance_embed else None
+
+    def draw_w(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(len(self.cfg_scales), (n,), generator=gen, device=self.device)
+        return self.cfg_scales.to(self.device)[idx]
+
+    def randn(self, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(like.shape, generator=gen, device=like.device, dtype=like.dtype)
+
+    # ------------------------------------------------------------------------------------------------ losses
+    def teacher_velocity(self, x_t, t, text, mask, w) -> torch.Tensor:
+        """dx_t/dt of the converted teacher with CFG: one no-grad call on a 2B batch (method reference §5.2)."""
+        b = x_t.shape[0]
+        null_t, null_m = self.text(torch.full((b,), self.null_id, device=self.device, dtype=torch.long))
+        with torch.no_grad():
+            F, _ = self.teacher(torch.cat([x_t, x_t]) / SIGMA_DATA, torch.cat([t, t]), torch.cat([text, null_t]),
+                                torch.cat([mask, null_m]))
+        F_c, F_u = F.chunk(2)
+        return teacher_cfg_velocity(F_c, F_u, w)
+
+    def scm_part(self, x0, text, mask, w, gen, k: int) -> tuple[torch.Tensor, dict]:
+        d = self.cfg.distill
+        t = sample_t_lognormal(x0.shape[0], d.p_mean, d.p_std, generator=gen, device=self.device)
+        x_t = trig_noise(x0, SIGMA_DATA * self.randn(x0, gen), t)
+        dxt_dt = self.teacher_velocity(x_t, t, text, mask, w)
+        guid = self.guidance(w)
+
+        def F_fn(xs, ts):  # the unwrapped student (never the DDP wrapper: method reference §11.3)
+            n = xs.shape[0] // x0.shape[0]
+            g_ = None if guid is None else guid.repeat(n)
+            return self.student(xs, ts, text.repeat(n, 1, 1), mask.repeat(n, 1), g_)[0]
+
+        tx, tt = tangents(x_t, t, dxt_dt)
+        if d.tangent == "jvp":
+            J = jvp_autograd(F_fn, x_t / SIGMA_DATA, t, tx, tt)
+        else:
+            J = jvp_finite_difference(F_fn, x_t / SIGMA_DATA, t, tx, tt, d.fd_eps)
+        F, logvar = self.student(x_t / SIGMA_DATA, t, text, mask, guid)
+        F_minus = F.detach()
+        g = scm_tangent(F_minus, dxt_dt, J, x_t, t, tangent_warmup(k, d.tangent_warmup_steps))
+        g, g_norm = normalize_tangent(g, d.tangent_norm_c)
+        loss = scm_loss(F, F_minus, g, t, logvar)
+        logs = {"g_norm": g_norm.mean().detach()}
+        if logvar is not None:
+            logs["logvar"] = logvar.mean().detach()
+        return loss, logs
+
+    def one_step_x0(self, x0, text, mask, w, gen) -> torch.Tensor:
+        """Student one-step estimate from a fresh t (max-time with probability p) and fresh noise (§6.6)."""
+        d = self.cfg.distill
+        t = sample_t_lognormal(x0.shape[0], d.p_mean, d.p_std, generator=gen, device=self.device)
+        t = apply_max_time(t, d.max_time_p, gen)
+        x_t = trig_noise(x0, SIGMA_DATA * self.randn(x0, gen), t)
+        F, _ = self.student(x_t / SIGMA_DATA, t, text, mask, self.guidance(w))
+        return x0_from_F(x_t, t, F)
+
+    def renoise_time(self, n: int, gen) -> torch.Tensor:
+        d = self.cfg.distill
+        return sample_t_lognormal(n, d.d_p_mean, d.d_p_std, generator=gen, device=self.device)
+
+    def d_logits(self, x, s, text, mask) -> torch.Tensor:
+        return self.disc(self.teacher, x / SIGMA_DATA, s, text, mask)
+
+    def generator_loss(self, x0, text, mask, gen, k: int) -> tuple[torch.Tensor, dict]:
+        d = self.cfg.distill
+        w = self.draw_w(x0.shape[0], gen)
+        loss, logs = torch.zeros((), device=self.device), {}
+        if d.uses_scm:
+            l_scm, logs = self.scm_part(x0, text, mask, w, gen, k)
+            loss = loss + d.scm_weight * l_scm
+            logs["loss_scm"] = l_scm.detach()
+        if d.uses_adv:
+            x0_hat = self.one_step_x0(x0, text, mask, w, gen)
+            s = self.renoise_time(x0.shape[0], gen)
+            l_adv = g_adv_loss(self.d_logits(trig_noise(x0_hat, SIGMA_DATA * self.randn(x0, gen), s), s, text, mask))
+            loss = loss + d.adv_weight * l_adv
+            logs["loss_g_adv"] = l_adv.detach()
+        return loss, logs
+
+    def discriminator_loss(self, x0, text, mask, gen) -> tuple[torch.Tensor, dict]:
+        """Real = re-noised data; fake = re-noised student one-step x0 (+ rolled real pairs); hinge (§6.3-6.5)."""
+        d, b = self.cfg.distill, x0.shape[0]
+        w = self.draw_w(b, gen)
+        with torch.no_grad():
+            x0_hat = self.one_step_x0(x0, text, mask, w, gen)
+        s_real, s_fake = self.renoise_time(b, gen), self.renoise_time(b, gen)
+        real = trig_noise(x0, SIGMA_DATA * self.randn(x0, gen), s_real)
+        fakes, s_fakes = [trig_noise(x0_hat, SIGMA_DATA * self.randn(x0, gen), s_fake)], [s_fake]
+        if d.misaligned_pairs:
+            s_mis = self.renoise_time(b, gen)
+            fakes.append(trig_noise(misaligned(x0), SIGMA_DATA * self.randn(x0, gen), s_mis))
+            s_fakes.append(s_mis)
+        n = len(fakes)
+        if d.r1_weight > 0:
+            real.requires_grad_(True)
+        real_logits = self.d_logits(real, s_real, text, mask)
+        fake_logits = self.d_logits(torch.cat(fakes), torch.cat(s_fakes), text.repeat(n, 1, 1), mask.repeat(n, 1))
+        loss = d_hinge_loss(real_logits, fake_logits)
+        logs = {"loss_d": loss.detach(), "d_real": real_logits.mean().detach(),
+                "d_fake": fake_logits.mean().detach()}
+        if d.r1_weight > 0:
+            r1 = r1_penalty(real_logits, real)
+            loss = loss + d.r1_weight * r1
+            logs["r1"] = r1.detach()
+        return loss, logs
+
+    # ------------------------------------------------------------------------------------------------ training
+    def training_step(self, batch, batch_idx):
+        images, ids = batch
+        k = int(self.k)
+        phase = self.phase(k)
+        gen = self.step_generator(k)
+        x0 = SIGMA_DATA * to_model_range(images)
+        text, mask = self.text(ids)
+        opts = self.optimizers()
+        opt_g, opt_d = (opts if isinstance(opts, list) else [opts, None])[:2]
+        if phase == "G":
+            opt, params, clip = opt_g, list(self.student.parameters()), self.cfg.train.grad_clip
+            if opt_d is not None:
+                self.toggle_optimizer(opt_g)
+            loss, logs = self.generator_loss(x0, text, mask, gen, k)
+        else:
+            opt, params, clip = opt_d, list(self.disc.parameters()), self.cfg.distill.d_grad_clip
+            self.toggle_optimizer(opt_d)
+            loss, logs = self.discriminator_loss(x0, text, mask, gen)
+        if k in self.cfg.distill.debug_nan_steps:
+            loss = loss * float("nan")
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if phase == "G" and self.disc is not None:
+            logs["grad_norm_disc_in_g"] = grad_norm(self.disc.parameters())
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+        if torch.isfinite(norm):
+            opt.step()
+            if phase == "G":
+                sched = self.lr_schedulers()
+                (sched[0] if isinstance(sched, list) else sched).step()
+                self.update_ema()
+        else:  # NaN/Inf guard: the update is skipped and counted; training goes on
+            self.skipped += 1
+        opt.zero_grad(set_to_none=True)
+        if opt_d is not None:
+            self.untoggle_optimizer(opt)
+        self.k += 1
+        prefix = "train/"
+        logs.update({f"grad_norm_{'student' if phase == 'G' else 'disc'}": norm.detach(),
+                     "loss" if phase == "G" else "loss_d_total": loss.detach(),
+                     "skipped_steps": self.skipped.float(), "tangent_warmup_r":
+                         tangent_warmup(k, self.cfg.distill.tangent_warmup_steps),
+                     "lr": opt_g.param_groups[0]["lr"]})
+        self.log_dict({prefix + n: v for n, v in logs.items()}, prog_bar=False)
+        return loss.detach()
+
+    def update_ema(self) -> None:
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            steps = int(self.k) // (2 if self.cfg.distill.uses_adv else 1)
+            dec = min(self.cfg.train.ema_decay, (1 + steps) / (10 + steps))
+            for pe, p in zip(self.ema.parameters(), self.student.parameters()):
+                pe.lerp_(p.detach(), 1 - dec)
+
+    def configure_optimizers(self):
+        tc, d = self.cfg.train, self.cfg.distill
+        opt_g = torch.optim.AdamW(self.student.parameters(), lr=tc.lr, betas=tuple(tc.betas),
+                                  weight_decay=tc.weight_decay)
+        g_steps = tc.max_steps // (2 if d.uses_adv else 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt_g, lambda s: lr_lambda(s, tc.warmup_steps, g_steps, tc.lr_schedule, tc.min_lr_ratio))
+        if self.disc is None:
+            return {"optimizer": opt_g, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        opt_d = torch.optim.AdamW(self.disc.parameters(), lr=d.d_lr or tc.lr, betas=tuple(tc.betas),
+                                  weight_decay=tc.weight_decay)
+        return [opt_g, opt_d], [{"scheduler": sched, "interval": "step"}]
+
+    # ------------------------------------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(self, ids: torch.Tensor, steps: int, cfg_scale: float, generator: torch.Generator | None = None,
+               use_ema: bool = True) -> torch.Tensor:
+        """Images in model range with the sCM multistep sampler (paper schedule for ``steps``), guidance
+        ``cfg_scale`` through the embedding."""
+        from sprint_bench.samplers.scm import scm_sample, scm_timesteps, trigflow_model_fn
+
+        model = self.sampling_model() if use_ema else self.student
+        res = self.cfg.world.resolution
+        text, mask = self.text(ids.to(self.device))
+        w = cfg_scale if self.cfg.distill.guidance_embed else None
+        noise = [torch.randn((ids.shape[0], 3, res, res), generator=generator).to(self.device) for _ in range(steps)]
+        return scm_sample(trigflow_model_fn(model, text, mask, w), noise, scm_timesteps(steps)) / SIGMA_DATA

@@ -1,0 +1,167 @@
+"""Distillation end to end on the micro preset: every experiment YAML trains two G/D steps and exports; the NaN
+guard skips and counts; a killed run resumes with its G/D phase and warmup counter; DDP keeps ranks equal."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sprint_bench.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+YAMLS = sorted((REPO / "experiments" / "sprint").rglob("*.yaml"))
+MICRO = ["model.width=32", "model.depth=1", "model.heads=2", "model.cross_heads=2", "data.train_size=64",
+         "data.batch_size=4", "train.checkpoint_every=2", "train.sample_every=1000", "train.log_every=1",
+         "train.threads=1", "distill.head_blocks=[0]", "distill.tangent_warmup_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A micro flow-matching teacher (random weights) exported like a released one."""
+    from sprint_bench.models.release import export_teacher
+    from sprint_bench.models.sana import FlowBackbone, build_sana
+
+    root = tmp_path_factory.mktemp("teacher")
+    cfg = load_config(REPO / "experiments" / "base.yaml", MICRO[:4] + ["data.train_size=64", "data.batch_size=4"])
+    torch.manual_seed(0)
+    return export_teacher(FlowBackbone(build_sana(cfg.model, 3, cfg.world.resolution)), cfg, root / "export", 0)
+
+
+def micro(path, out: Path, teacher: Path, *extra: str):
+    return load_config(path, MICRO + [f"distill.teacher={teacher}", f"output_dir={out}",
+                                      f"tracking.tracking_uri=sqlite:///{out / 'mlflow.db'}", *extra])
+
+
+def meta(export: Path) -> dict:
+    return json.loads((export / "sprint_bench.json").read_text())
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=[str(p.relative_to(REPO / "experiments")) for p in YAMLS])
+def test_every_experiment_yaml_smoke_runs(path, tmp_path_factory, teacher):
+    from sprint_bench.lit.train_distill import train_distill
+
+    out = tmp_path_factory.getbasetemp() / "smoke"  # shared: the rendered data and caption cache are reused
+    cfg = micro(path, out, teacher, "train.max_steps=2")
+    export = train_distill(cfg)
+    m = meta(export)
+    assert m["kind"] == "scm_student" and m["global_step"] == 2 and m["k"] == 2 and m["skipped_steps"] == 0
+    assert (export / "transformer").is_dir() and (export / "scheduler" / "scheduler_config.json").exists()
+    assert m["guidance_embeds"] == cfg.distill.guidance_embed
+
+
+def test_nan_guard_skips_and_counts(tmp_path, teacher):
+    import mlflow
+
+    from sprint_bench.lit.train_distill import run_dir, train_distill
+
+    cfg = micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path, teacher, "train.max_steps=6",
+                "distill.debug_nan_steps=[1,2]", "distill.logvar=true")  # one D step and one G step
+    export = train_distill(cfg)
+    m = meta(export)
+    assert m["skipped_steps"] == 2 and m["global_step"] == 6 and m["k"] == 8  # training went on past the skips
+    for v in load_file(export / "transformer" / "diffusion_pytorch_model.safetensors").values():
+        assert torch.isfinite(v).all()
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = (run_dir(cfg) / "mlflow_run_id").read_text().strip()
+    hist = client.get_metric_history(run_id, "train/skipped_steps")
+    assert max(h.value for h in hist) == 2
+    names = set(client.get_run(run_id).data.metrics)
+    assert {"train/loss_scm", "train/loss_g_adv", "train/loss_d", "train/g_norm", "train/grad_norm_student",
+            "train/grad_norm_disc", "train/logvar"} <= names
+
+
+class _Kill(L.Callback):
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if int(pl_module.k) == self.at:
+            raise RuntimeError("simulated kill")
+
+
+class _FirstK(L.Callback):
+    k = None
+
+    def on_train_start(self, trainer, pl_module):
+        _FirstK.k = (int(pl_module.k), pl_module.phase(int(pl_module.k)), trainer.global_step)
+
+
+def test_kill_and_resume_keeps_phase_and_warmup(tmp_path, teacher):
+    from sprint_bench.lit.train_distill import train_distill
+
+    extra = ("train.max_steps=8", "train.checkpoint_every=3", "distill.tangent_warmup_steps=6")
+    straight = train_distill(micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path / "a", teacher, *extra))
+    cfg = micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path / "b", teacher, *extra)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_distill(cfg, extra_callbacks=[_Kill(5)])
+    resumed = train_distill(cfg, extra_callbacks=[_FirstK()])
+    assert _FirstK.k == (3, "D", 3)  # restarted from the step-3 checkpoint: k = 3, a discriminator step next
+    a = load_file(straight / "transformer" / "diffusion_pytorch_model.safetensors")
+    b = load_file(resumed / "transformer" / "diffusion_pytorch_model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"resumed weights differ at {key}")
+    assert meta(resumed)["k"] == 8
+
+
+def test_teacher_mismatch_is_a_config_error(tmp_path, teacher):
+    from sprint_bench.lit.train_distill import load_matching_teacher
+
+    cfg = micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path, teacher, "model.width=64")
+    with pytest.raises(ConfigError, match="model.width"):
+        load_matching_teacher(cfg)
+    with pytest.raises(ConfigError, match="no exported model"):
+        load_matching_teacher(micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path, tmp_path / "nothing"))
+    with pytest.raises(ConfigError, match="head_blocks"):
+        load_matching_teacher(micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path, teacher,
+                                    "distill.head_blocks=[3]"))
+
+
+def test_ddp_two_cpu_processes_keep_parameters_equal(tmp_path, teacher):
+    """Two distillation steps (G then D) under Lightning DDP with 2 gloo processes: every student and
+    discriminator parameter is equal across ranks afterwards, and the student moved away from its init."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(REPO / "tests" / "integration" / "ddp_distill_run.py"), str(tmp_path), str(teacher)]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"params_rank{r}.pt") for r in (0, 1))
+    assert r0.keys() == r1.keys() and any(k.startswith("disc.") for k in r0)
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), f"ranks differ at {key}"
+    init = torch.load(tmp_path / "params_init.pt")
+    assert any(not torch.equal(init[k], r0[k]) for k in init), "no parameter changed"
+
+
+def test_cli_distill_then_harness_and_schedule_search(tmp_path, teacher):
+    """`sprint-bench distill` trains, exports and evaluates the student through the harness (one MLflow child run
+    per step count, NFE = steps); the schedule search scores candidates and stores its choice in the export."""
+    import mlflow
+
+    from sprint_bench.cli import main
+    from sprint_bench.eval.generators import load_generator
+    from sprint_bench.eval.schedule_search import search_schedule
+    from sprint_bench.lit.train_distill import run_dir
+
+    overrides = MICRO + [f"distill.teacher={teacher}", f"output_dir={tmp_path}", "train.max_steps=2",
+                         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.experiment=suite"]
+    rc = main(["distill", "--config", str(REPO / "experiments/sprint/hybrid.yaml"), *overrides, "--metrics",
+               "geneval,latency", "--limit-prompts", "4", "--eval-out", str(tmp_path / "eval")])
+    assert rc == 0
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["suite"], filter_string="tags.`sprint_bench.kind` = 'eval-child'")
+    assert sorted(runs["params.steps"].astype(int)) == [1, 2, 4]
+    assert (runs["params.nfe"].astype(int) == runs["params.steps"].astype(int)).all()
+    assert runs["metrics.geneval_overall"].notna().all() and runs["metrics.latency_e2e_ms_median"].gt(0).all()
+    train_runs = mlflow.search_runs(experiment_names=["suite"], filter_string="tags.kind = 'student'")
+    assert len(train_runs) == 1 and train_runs.loc[0, "tags.method"] == "hybrid"
+
+    cfg = load_config(REPO / "experiments/sprint/hybrid.yaml", overrides)
+    export = run_dir(cfg) / "export"
+    result = search_schedule(export, steps=2, limit_prompts=4, images_per_prompt=1, apply=True)
+    assert len(result["table"]) >= 9 + 5  # every t_max candidate, then every t_2 candidate
+    assert load_generator(export).timesteps(2) == tuple(result["chosen"]["2"])
