@@ -13,7 +13,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv \
-	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation bench-distill
+	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation bench-distill bench-speedup paper quick report ui
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -73,6 +73,25 @@ ablation: setup clip-scorer ## one student from ABLATION=<yaml>
 
 bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each)
 	$(BIN)/python -m sprint_bench.lit.bench_distill --steps 20
+
+STUDENT ?= runs/sprint-hybrid-$(shell $(BIN)/python -c "from sprint_bench.config import load_config, config_hash; print(config_hash(load_config('experiments/sprint/hybrid.yaml')))" 2>/dev/null)
+bench-speedup: setup ## batch-1 latency of STUDENT (default: the hybrid) at 1/2/4 steps vs the 20-step CFG teacher
+	$(BIN)/python -m sprint_bench.eval.bench_speedup $(STUDENT)
+
+TEACHER ?= release
+QUICK_DIR ?= runs/quick
+paper: setup ## the whole suite into reports/paper (TEACHER=retrain to retrain the teacher); resumable
+	$(BIN)/sprint-bench paper $(if $(filter retrain,$(TEACHER)),--retrain-teacher,)
+
+quick: setup ## the same chain on the micro preset in minutes (QUICK_DIR, labelled a smoke run)
+	$(BIN)/sprint-bench paper --quick $(QUICK_DIR)
+
+report: setup ## rebuild reports/paper from MLflow (SUITE=, EXPERIMENT=)
+	$(BIN)/sprint-bench report --suite $(or $(SUITE),paper) --experiment $(or $(EXPERIMENT),sprint_bench)
+
+UI_PORT ?= 5000
+ui: setup ## MLflow UI on 127.0.0.1:UI_PORT against the project's store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 prompts: setup ## regenerate the GenEval-Shapes prompt file shipped in the package
 	$(BIN)/sprint-bench make-prompts

@@ -49,6 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit-prompts", type=int, default=160, help="GenEval-Shapes prompts scored per schedule")
     p.add_argument("--images-per-prompt", type=int, default=2)
     p.add_argument("--apply", action="store_true", help="store the chosen schedules in the export")
+    p = sub.add_parser("paper", help="the whole suite: teacher, CLIP scorer, three students, evaluations, report "
+                                     "(finished stages are skipped)")
+    p.add_argument("--quick", metavar="DIR", default=None, help="smoke run of the chain on the micro preset in DIR")
+    p.add_argument("--retrain-teacher", action="store_true", help="train the teacher instead of using the release")
+    p = sub.add_parser("report", help="build reports/<suite>/ from an MLflow experiment")
+    p.add_argument("--experiment", default="sprint_bench")
+    p.add_argument("--suite", default="paper")
+    p.add_argument("--out", default=None, help="default: reports/<suite>")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--smoke", action="store_true", help="label the report as a smoke run")
+    p.add_argument("--force", action="store_true", help="rebuild even if the MLflow results are unchanged")
     p = sub.add_parser("eval", help="evaluate a model at several step counts (FD, KID, CLIP, GenEval, latency)")
     p.add_argument("checkpoint", help='"teacher" (the released teacher), an export folder or a run folder')
     p.add_argument("--steps", default="1,2,4", help="comma-separated step counts")
@@ -66,6 +77,26 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.verb == "eval":
         return _eval(args)
+    if args.verb == "paper":
+        from sprint_bench.suite import Suite, paper_spec, quick_spec
+
+        spec = quick_spec(Path(args.quick)) if args.quick else paper_spec(args.retrain_teacher)
+        state = Suite(spec).run()
+        print(json.dumps(state, indent=2))
+        print(spec.reports / "report.html")
+        return 0
+    if args.verb == "report":
+        from sprint_bench.report.build import build_report
+        from sprint_bench.tracking.mlflow_store import tracking_uri
+
+        try:
+            out = build_report(args.experiment, tracking_uri(args.tracking_uri), args.out or f"reports/{args.suite}",
+                               args.suite, smoke=args.smoke, force=args.force)
+        except ValueError as e:
+            print(f"report error: {e}", file=sys.stderr)
+            return 2
+        print(out)
+        return 0
     if args.verb == "search-schedule":
         from sprint_bench.eval.schedule_search import search_schedule
 

@@ -232,7 +232,7 @@ class Evaluator:
             with tracker.child(steps, self.cfg_scale, self.s, self.protocol_hash(steps)) as logger:
                 if logger.skipped:
                     log.info("skipping %s %s steps: finished run %s", self.model.model_id, steps, logger.run_id)
-                    rows.append(logger.finished_metrics)
+                    rows.append({**(logger.finished_metrics or {}), "steps": steps, "skipped": True})
                     continue
                 results = self.evaluate_steps(steps, logger)
                 rows.append({"steps": steps, "run_id": logger.run_id, **flat_values(results)})

@@ -1,0 +1,65 @@
+"""One resumable Lightning fit for every trainer of the suite: the MLflow run continued through its stored id, the
+newest loadable checkpoint resumed, periodic checkpoints, a step progress bar and sample grids."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+
+from sprint_bench.config import to_dict
+from sprint_bench.lit.callbacks import SampleGrid, StepProgress
+from sprint_bench.tracking.mlflow_store import make_logger
+
+log = logging.getLogger(__name__)
+
+
+def resume_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest checkpoint that loads: a kill during a write can leave ``last.ckpt`` truncated, and then the
+    step checkpoint written just before it is used instead."""
+    for path in sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            torch.load(path, map_location="cpu", weights_only=False)
+            return path
+        except Exception:  # noqa: BLE001 - any unreadable file is skipped
+            log.warning("skipping unreadable checkpoint %s", path)
+    return None
+
+
+def fit_resumable(cfg, module: L.LightningModule, dm, out: Path, tags: dict, grid_ids: torch.Tensor,
+                  grid_steps: int, strategy=None, extra_callbacks=()):
+    """Fit ``module`` to ``cfg.train.max_steps`` in ``out`` (config.json, mlflow_run_id, checkpoints/); returns
+    (trainer, logger). Raises if training stopped early."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    run_id_file = out / "mlflow_run_id"
+    run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+    logger = make_logger(cfg.tracking, run_name=cfg.tracking.run_name or cfg.name, run_id=run_id, tags=tags)
+    if run_id is None and rank_zero_only.rank == 0:  # other DDP ranks hold a dummy MLflow logger
+        run_id_file.write_text(logger.run_id + "\n")
+        logger.log_hyperparams(to_dict(cfg))
+        logger.experiment.log_dict(logger.run_id, to_dict(cfg), "config.json")
+    ckpt_dir = out / "checkpoints"
+    resume = resume_checkpoint(ckpt_dir)
+    trainer = L.Trainer(
+        max_steps=cfg.train.max_steps, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
+        strategy=strategy or cfg.train.strategy, precision=cfg.train.precision, logger=logger,
+        log_every_n_steps=cfg.train.log_every, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0, max_epochs=-1, default_root_dir=str(out),
+        use_distributed_sampler=False,  # StepBatchSampler shards by rank itself
+        callbacks=[
+            ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", every_n_train_steps=cfg.train.checkpoint_every,
+                            save_top_k=1, save_last=True, auto_insert_metric_name=False),
+            StepProgress(),
+            SampleGrid(grid_ids, cfg.train.sample_every, grid_steps, cfg.sample.cfg_scale, cfg.seed),
+            *extra_callbacks,
+        ],
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    if trainer.global_step < cfg.train.max_steps:
+        raise RuntimeError(f"training stopped at step {trainer.global_step} < {cfg.train.max_steps}")
+    return trainer, logger

@@ -1,0 +1,188 @@
+"""`sprint-bench report`: the paper-style report of a suite, built only from MLflow (search_runs + artifacts):
+reports/<suite>/report.md, a self-contained report.html, table2.tex, pareto.png and the sample grids; the Pareto
+plot and the report are also logged to MLflow as a run of kind "report"."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from sprint_bench.report import paper, tables
+from sprint_bench.report.collect import Row, collect
+from sprint_bench.tracking.eval_runs import KIND
+
+SMOKE_BANNER = ("SMOKE RUN (micro preset, `make quick`): tiny models trained for a few steps and a handful of "
+                "prompts. It checks the pipeline end to end; its numbers mean nothing.")
+
+
+def fingerprint(rows: list[Row]) -> str:
+    blob = json.dumps(sorted((r.run_id, sorted(r.metrics.items())) for r in rows))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def pareto_figure(rows: list[Row], path: Path) -> Path:
+    """Quality vs batch-1 latency (log x): GenEval-Shapes and FD, one marker per method x steps, teacher curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(tables.label(r), []).append(r)
+    markers = "osD^v<>pPX*h"
+    for (name, rs), m in zip(sorted(groups.items(), key=lambda kv: not kv[1][0].is_teacher), markers):
+        rs = sorted(rs, key=lambda r: r.steps)
+        for ax, key in zip(axes, ("geneval_overall", "fd_effnet_lite0")):
+            pts = [(r.metric("latency_e2e_ms_median"), r.metric(key), r.steps) for r in rs]
+            pts = [p for p in pts if p[0] is not None and p[1] is not None]
+            if not pts:
+                continue
+            xs, ys, ss = zip(*pts)
+            ax.plot(xs, ys, marker=m, linestyle="-" if rs[0].is_teacher else ":", label=name)
+            for x, y, s in pts:
+                ax.annotate(str(s), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    for ax, title in zip(axes, ("GenEval-Shapes (higher is better)", "FD, EfficientNet-Lite0 (lower is better)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("batch-1 latency, end to end (ms, log scale)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle("Quality vs latency; numbers next to markers are sampling steps", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def download_grids(client: MlflowClient, rows: list[Row], out: Path) -> dict[str, Path]:
+    """The harness's samples/grid.png of each row (same prompts and seeds in every row)."""
+    grids = {}
+    out.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{r.model}-{r.steps}steps") + ".png"
+        try:
+            local = client.download_artifacts(r.run_id, "samples/grid.png", str(out / ".dl"))
+        except Exception:  # noqa: BLE001 - a row without a grid is reported as such
+            continue
+        shutil.move(local, out / name)
+        grids[f"{r.model}|{r.steps}"] = out / name
+    shutil.rmtree(out / ".dl", ignore_errors=True)
+    return grids
+
+
+def protocol_lines(rows: list[Row]) -> list[str]:
+    """What each metric measured, from the protocol params logged with it."""
+    lines, seen = [], set()
+    for r in rows:
+        for k, v in sorted(r.params.items()):
+            if k.endswith(".metric") and v not in seen:
+                base = k[: -len(".metric")]
+                seen.add(v)
+                fields = ("num_images", "dtype") if base in ("latency", "throughput") else \
+                    ("extractor", "num_images", "resolution", "dtype")  # timed pipelines differ per row
+                parts = [f"{f}: {r.params[f'{base}.{f}']}" for f in fields if f"{base}.{f}" in r.params]
+                lines.append(f"- **{v}** — " + "; ".join(parts))
+    return lines
+
+
+def _img(path: Path, embed: bool, rel_to: Path) -> str:
+    if embed:
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    return str(path.relative_to(rel_to))
+
+
+def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite: str, smoke: bool = False,
+                 force: bool = False, log_to_mlflow: bool = True) -> Path:
+    """Write the report; skipped (returns the existing report) when the MLflow results are unchanged."""
+    out = Path(out_dir)
+    rows = collect(experiment, tracking_uri)
+    if not rows:
+        raise ValueError(f"no finished evaluation runs in MLflow experiment {experiment!r}")
+    fp = fingerprint(rows)
+    state = out / "report.json"
+    if not force and state.exists() and json.loads(state.read_text()).get("fingerprint") == fp and \
+            (out / "report.html").exists():
+        return out / "report.md"
+    out.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri)
+    students = [r for r in rows if not r.is_teacher]
+    hybrid = next((r.training for r in students if r.model.endswith("hybrid") and r.training), {})
+    t2 = tables.table(rows, tables.TABLE2_COLUMNS)
+    t3_rows = [r for r in students if r.steps in (1, 2)]
+    t3_rows.sort(key=lambda r: (r.steps, r.model))
+    t3 = tables.table(t3_rows, tables.TABLE3_COLUMNS, hybrid)
+    p2 = (["Method (paper)", "Steps", "Throughput (img/s)", "Latency (s)", "Params (B)", "FID (MJHQ-30K)",
+           "CLIP (ViT-L/14)", "GenEval"], [[str(c) for c in row] for row in paper.TABLE2])
+    p3 = (["Loss (paper, 2 steps)", "FID (MJHQ-30K)", "CLIP (ViT-L/14)"], [[str(c) for c in r] for r in paper.TABLE3])
+    pa = (["Axis (paper)", "Setting", "FID (MJHQ-30K)", "CLIP (ViT-L/14)"], [[str(c) for c in r] for r in paper.AXES])
+    pareto = pareto_figure(rows, out / "pareto.png")
+    grids = download_grids(client, rows, out / "grids")
+    (out / "table2.tex").write_text(tables.latex(*t2, f"{suite}: quality and speed of every model and step count "
+                                                       "(GenEval-Shapes world; see report.md for the protocol)"))
+    (out / "table3.tex").write_text(tables.latex(*t3, f"{suite}: distillation ablations"))
+
+    def doc(embed: bool) -> list[tuple[str, object]]:
+        parts: list[tuple[str, object]] = [("h1", f"sprint_bench report: {suite}")]
+        if smoke:
+            parts.append(("warn", SMOKE_BANNER))
+        parts += [("p", f"Built from MLflow experiment `{experiment}` ({len(rows)} evaluation runs). Every number "
+                        "below is an MLflow metric of the run named in report.json, rounded for display."),
+                  ("h2", "What was measured"), ("list", protocol_lines(rows)),
+                  ("h2", "Table 2 (ours): every model and step count"), ("table", t2),
+                  ("h2", "Table 3 (ours): distillation ablations"), ("table", t3),
+                  ("h2", "Quality vs latency"), ("img", _img(pareto, embed, out)),
+                  ("h2", "For reference: the paper's published numbers"), ("p", paper.SOURCE),
+                  ("table", p2), ("table", p3), ("table", pa), ("h2", "Sample grids (same prompts and seeds)")]
+        for r in rows:
+            g = grids.get(f"{r.model}|{r.steps}")
+            if g is not None:
+                parts += [("h3", f"{tables.label(r)}, {r.steps} step(s)"), ("img", _img(g, embed, out))]
+        return parts
+
+    md, body = [], []
+    for kind, val in doc(False):
+        if kind == "table":
+            md.append(tables.markdown(*val))
+        elif kind == "list":
+            md.append("\n".join(val) + "\n")
+        elif kind == "img":
+            md.append(f"![]({val})\n")
+        else:
+            md.append({"h1": "# ", "h2": "## ", "h3": "### ", "warn": "> ", "p": ""}[kind]
+                      + (f"**{val}**" if kind == "warn" else str(val)) + "\n")
+    for kind, val in doc(True):
+        if kind == "table":
+            body.append(tables.html_table(*val))
+        elif kind == "img":
+            body.append(f'<img src="{val}" alt="figure">')
+        elif kind == "list":
+            items = [re.sub(r"[*]{2}(.+?)[*]{2}", r"<b>\1</b>", x[2:]) for x in val]
+            body.append("<ul>" + "".join(f"<li>{x}</li>" for x in items) + "</ul>")
+        elif kind == "warn":
+            body.append(f'<p class="warn">{val}</p>')
+        else:
+            tag = {"h1": "h1", "h2": "h2", "h3": "h3", "p": "p"}[kind]
+            body.append(f"<{tag}>{val}</{tag}>")
+    (out / "report.md").write_text("\n".join(md))
+    css = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0;"
+           "font-size:13px}td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}td:first-child,"
+           "th:first-child{text-align:left}.warn{background:#fde68a;padding:.6em;font-weight:bold}img{max-width:100%}")
+    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{suite}</title>"
+                                     f"<style>{css}</style></head><body>{''.join(body)}</body></html>\n")
+    state.write_text(json.dumps({"fingerprint": fp, "experiment": experiment, "suite": suite, "smoke": smoke,
+                                 "rows": [{"run_id": r.run_id, "model": r.model, "steps": r.steps} for r in rows]},
+                                indent=2) + "\n")
+    if log_to_mlflow:
+        exp_id = client.get_experiment_by_name(experiment).experiment_id
+        run = client.create_run(exp_id, run_name=f"report {suite}", tags={KIND: "report", "suite": suite})
+        for f in ("report.md", "report.html", "table2.tex", "table3.tex", "pareto.png", "report.json"):
+            client.log_artifact(run.info.run_id, str(out / f))
+        client.set_terminated(run.info.run_id)
+    return out / "report.md"

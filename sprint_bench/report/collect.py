@@ -1,0 +1,61 @@
+"""Read a suite's results back from MLflow: one row per evaluation child run (model, steps) with its params and
+metrics, joined to the training run of the same config for students (so ablation axes can be named)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlflow.tracking import MlflowClient
+
+from sprint_bench.tracking.eval_runs import KIND
+
+
+@dataclass
+class Row:
+    run_id: str
+    model: str  # config name, e.g. teacher, sprint-hybrid
+    model_id: str
+    method: str
+    steps: int
+    nfe: int
+    params: dict
+    metrics: dict
+    training: dict = field(default_factory=dict)  # params of the student's training run (empty for the teacher)
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.params.get("method", "").startswith("flow matching")
+
+    def metric(self, key: str) -> float | None:
+        return self.metrics.get(key)
+
+
+def _all_runs(client: MlflowClient, exp_id: str, filter_string: str):
+    runs, token = [], None
+    while True:
+        page = client.search_runs([exp_id], filter_string, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def collect(experiment: str, tracking_uri: str) -> list[Row]:
+    """Every finished evaluation child run of ``experiment`` (the newest per (model id, steps, sampler))."""
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
+    trained = {}
+    for r in _all_runs(client, exp.experiment_id, "tags.kind = 'student'"):
+        trained[r.data.tags.get("config_hash")] = r.data.params
+    newest: dict[tuple, object] = {}
+    for r in _all_runs(client, exp.experiment_id, f"tags.`{KIND}` = 'eval-child' and attributes.status = 'FINISHED'"):
+        p = r.data.params
+        key = (p.get("model_id"), p.get("steps"), p.get("sampler"))
+        if key not in newest or r.info.start_time > newest[key].info.start_time:
+            newest[key] = r
+    rows = [Row(run_id=r.info.run_id, model=r.data.params["model"], model_id=r.data.params["model_id"],
+                method=r.data.params.get("method", ""), steps=int(r.data.params["steps"]),
+                nfe=int(r.data.params["nfe"]), params=dict(r.data.params), metrics=dict(r.data.metrics),
+                training=trained.get(r.data.params.get("config_hash"), {})) for r in newest.values()]
+    return sorted(rows, key=lambda r: (not r.is_teacher, r.model, r.steps))

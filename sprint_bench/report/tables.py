@@ -1,0 +1,82 @@
+"""The report's tables as plain data (header + rows of strings), each cell formatted from one MLflow metric by
+:func:`cell`, so a test can recompute every number; rendered to Markdown, HTML and LaTeX."""
+from __future__ import annotations
+
+import html
+
+from sprint_bench.report.collect import Row
+
+# (header, metric key or row attribute, format); "@" prefix = row attribute / param
+TABLE2_COLUMNS = [
+    ("Method", "@label", "{}"), ("Steps", "@steps", "{}"), ("NFE", "@nfe", "{}"),
+    ("Latency b1 (ms)", "latency_e2e_ms_median", "{:.1f}"), ("Throughput b10 (img/s)", "throughput_images_per_s", "{:.1f}"),
+    ("Params (M)", "@params_m", "{:.2f}"), ("FD (EfficientNet-Lite0)", "fd_effnet_lite0", "{:.2f}"),
+    ("KID (EfficientNet-Lite0)", "kid_effnet_lite0", "{:.4f}"), ("CLIP score (shapes-CLIP)", "clip_score_shapes", "{:.2f}"),
+    ("GenEval-Shapes", "geneval_overall", "{:.3f}"), ("Single", "geneval_single_object", "{:.3f}"),
+    ("Two", "geneval_two_object", "{:.3f}"), ("Counting", "geneval_counting", "{:.3f}"),
+    ("Colors", "geneval_colors", "{:.3f}"), ("Position", "geneval_position", "{:.3f}"),
+    ("Color attr.", "geneval_color_attr", "{:.3f}"),
+]
+TABLE3_COLUMNS = [
+    ("Student", "@model", "{}"), ("Setting (vs the hybrid)", "@setting", "{}"), ("Steps", "@steps", "{}"),
+    ("FD (EfficientNet-Lite0)", "fd_effnet_lite0", "{:.2f}"), ("CLIP score (shapes-CLIP)", "clip_score_shapes", "{:.2f}"),
+    ("GenEval-Shapes", "geneval_overall", "{:.3f}"),
+]
+IGNORED_AXES = ("distill/teacher", "distill/debug_nan_steps", "distill/eval_steps")
+
+
+def label(row: Row) -> str:
+    if row.is_teacher:
+        return f"Flow teacher (Euler, CFG {float(row.params.get('cfg_scale', 0)):g})"
+    return f"{row.method} ({row.model})"
+
+
+def setting(row: Row, reference: dict) -> str:
+    """The student's training settings that differ from the reference (hybrid) run: the ablation axis."""
+    if not row.training:
+        return "-"
+    diff = [f"{k.split('/', 1)[1]}={v}" for k, v in sorted(row.training.items())
+            if (k.startswith("distill/") or k == "train/max_steps") and k not in IGNORED_AXES
+            and reference.get(k) != v]
+    return ", ".join(diff) if diff else "default (hybrid)"
+
+
+def cell(row: Row, key: str, fmt: str, reference: dict | None = None) -> str:
+    if key.startswith("@"):
+        attr = key[1:]
+        value = {"label": lambda: label(row), "setting": lambda: setting(row, reference or {}),
+                 "params_m": lambda: int(row.params["params"]) / 1e6}.get(attr, lambda: getattr(row, attr))()
+    else:
+        value = row.metric(key)
+        if value is None:
+            return "n/a"
+    return fmt.format(value)
+
+
+def table(rows: list[Row], columns, reference: dict | None = None) -> tuple[list[str], list[list[str]]]:
+    return [c[0] for c in columns], [[cell(r, k, f, reference) for _, k, f in columns] for r in rows]
+
+
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
+
+
+def html_table(header: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def latex(header: list[str], body: list[list[str]], caption: str) -> str:
+    def esc(s: str) -> str:
+        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+            s = s.replace(a, b)
+        return s
+
+    cols = "l" + "r" * (len(header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", f"\\begin{{tabular}}{{{cols}}}", r"\toprule",
+             " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(esc(c) for c in r) + r" \\" for r in body]
+    lines += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{esc(caption)}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

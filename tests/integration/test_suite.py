@@ -1,0 +1,141 @@
+"""`make quick`'s entry point end to end: the chain runs into a temporary directory, the report has every table and
+figure, every number in it equals the MLflow metric it came from, a second run skips every stage; the MLflow
+server finds the suite's runs through its REST API; (slow) the HTML renders in headless Chromium."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sprint_bench.report import tables
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    from sprint_bench.suite import Suite, quick_spec
+
+    spec = quick_spec(tmp_path_factory.mktemp("quick"))
+    first = Suite(spec).run()
+    return spec, first
+
+
+def test_quick_report_has_tables_figures_and_mlflow_numbers(quick):
+    from mlflow.tracking import MlflowClient
+
+    spec, first = quick
+    assert all(v["status"] == "ran" for v in first.values()), first
+    md = (spec.reports / "report.md").read_text()
+    assert "SMOKE RUN" in md and "SMOKE RUN" in (spec.reports / "report.html").read_text()
+    for title in ("Table 2 (ours)", "Table 3 (ours)", "Quality vs latency", "paper's published numbers",
+                  "Sample grids"):
+        assert title in md
+    for fig in [spec.reports / "pareto.png", *sorted((spec.reports / "grids").glob("*.png"))]:
+        data = fig.read_bytes()
+        assert data.startswith(PNG) and len(data) > 500, fig
+    assert len(list((spec.reports / "grids").glob("*.png"))) == 2 + 3 * 2  # teacher 1, 2 + three students 1, 2
+    assert "\\begin{tabular}" in (spec.reports / "table2.tex").read_text()
+
+    # every Table 2 cell is the MLflow metric of the run report.json names for that row, in the column's format
+    client = MlflowClient(spec.tracking_uri)
+    state = json.loads((spec.reports / "report.json").read_text())
+    section = md.split("## Table 2 (ours)")[1].split("\n## ")[0]
+    body = [ln for ln in section.splitlines() if ln.startswith("| ")][1:]
+    assert len(body) == len(state["rows"]) == 8
+    for line, entry in zip(body, state["rows"]):
+        run = client.get_run(entry["run_id"]).data
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        assert cells[1:3] == [run.params["steps"], run.params["nfe"]]
+        for (_, key, fmt), got in zip(tables.TABLE2_COLUMNS[3:], cells[3:]):
+            value = int(run.params["params"]) / 1e6 if key == "@params_m" else run.metrics.get(key)
+            assert got == ("n/a" if value is None else fmt.format(value)), (entry, key, got, value)
+        assert cells[3] != "n/a" and cells[9] != "n/a"  # latency and GenEval-Shapes were measured
+
+
+def test_second_run_skips_every_stage(quick):
+    from sprint_bench.suite import Suite
+
+    spec, _ = quick
+    before = (spec.reports / "report.json").read_text()
+    second = Suite(spec).run()
+    assert {v["last"] for v in second.values()} == {"skipped"}, second
+    assert (spec.reports / "report.json").read_text() == before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_lists_the_suite_runs(quick):
+    spec, _ = quick
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", spec.tracking_uri,
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    try:
+        base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        deadline, exp = time.time() + 120, None
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name={spec.experiment}") as r:
+                    exp = json.load(r)["experiment"]
+                break
+            except OSError:
+                assert proc.poll() is None, "mlflow server exited"
+                time.sleep(0.5)
+        assert exp is not None, "mlflow server did not answer"
+        req = urllib.request.Request(f"{base}/runs/search", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"experiment_ids": [exp["experiment_id"]],
+                                                      "max_results": 1000}).encode())
+        with urllib.request.urlopen(req) as r:
+            runs = json.load(r)["runs"]
+        kinds = [t["value"] for run in runs for t in run["data"].get("tags", []) if t["key"] == "sprint_bench.kind"]
+        assert kinds.count("eval-child") == 8 and "report" in kinds
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.poll() is not None
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("chromium")
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(quick, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    spec, _ = quick
+    exe = _chromium()
+    html = (spec.reports / "report.html").resolve()
+    common = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    dom = subprocess.run(common + ["--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<table") >= 5 and re.search(r'<img src="data:image/png;base64,', dom)
+    shot = tmp_path / "report.png"
+    subprocess.run(common + [f"--screenshot={shot}", "--window-size=1400,2200", html.as_uri()], check=True,
+                   capture_output=True, timeout=120)
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert img.shape[0] >= 2000 and (img < 128).mean() > 0.01  # text, table rules and the plot are drawn
+    # the Pareto plot (an embedded PNG with coloured lines) shows up as coloured pixels in the screenshot
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    saturated = (np.abs(rgb[..., 0] - rgb[..., 2]) > 60).mean()
+    assert saturated > 0.0005
