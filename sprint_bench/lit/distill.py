@@ -20,11 +20,6 @@ from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher, us
 from sprint_bench.param.trigflow import SIGMA_DATA, sample_t_lognormal, trig_noise, x0_from_F
 
 
-def grad_norm(params) -> torch.Tensor:
-    grads = [p.grad.detach().flatten() for p in params if p.grad is not None]
-    return torch.cat(grads).norm() if grads else torch.zeros(())
-
-
 class DistillModule(L.LightningModule):
     """Teacher (frozen, TrigFlow-wrapped), student (teacher copy + guidance embedding + logvar head) and the LADD
     discriminator heads on frozen-teacher features."""
@@ -192,8 +187,6 @@ class DistillModule(L.LightningModule):
             loss = loss * float("nan")
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if phase == "G" and self.disc is not None:
-            logs["grad_norm_disc_in_g"] = grad_norm(self.disc.parameters())
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
         if torch.isfinite(norm):
             opt.step()
