@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         from sprint_bench.tracking.mlflow_store import tracking_uri
 
         try:
-            out = build_report(args.experiment, tracking_uri(args.tracking_uri), args.out or f"reports/{args.suite}",
+            out, _ = build_report(args.experiment, tracking_uri(args.tracking_uri), args.out or f"reports/{args.suite}",
                                args.suite, smoke=args.smoke, force=args.force)
         except ValueError as e:
             print(f"report error: {e}", file=sys.stderr)

@@ -145,9 +145,7 @@ class Suite:
             from sprint_bench.report.build import build_report
             from sprint_bench.tracking.mlflow_store import tracking_uri
 
-            before = (s.reports / "report.json").read_text() if (s.reports / "report.json").exists() else None
-            build_report(s.experiment, tracking_uri(s.tracking_uri), s.reports, s.name, smoke=s.smoke)
-            return (s.reports / "report.json").read_text() != before
+            return build_report(s.experiment, tracking_uri(s.tracking_uri), s.reports, s.name, smoke=s.smoke)[1]
 
         out = [("teacher", teacher), ("clip-scorer", clip)]
         out += [(f"student-{w}", student(w)) for w in STUDENTS]

@@ -27,8 +27,20 @@ def resolve_checkpoint(spec: str | Path) -> Path:
                             f"run folder under runs/")
 
 
+class _Exported:
+    """What every exported generator reports the same way (needs ``name``, ``cfg`` and ``meta``)."""
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}-{self.meta['config_hash']}-step{self.meta['global_step']}"
+
+    @property
+    def resolution(self) -> int:
+        return self.cfg.world.resolution
+
+
 @dataclass
-class FlowTeacher:
+class FlowTeacher(_Exported):
     """A flow-matching teacher sampled with Euler steps + CFG."""
 
     path: Path
@@ -39,16 +51,8 @@ class FlowTeacher:
     method: str = "flow matching (Euler, CFG)"
 
     @property
-    def model_id(self) -> str:
-        return f"{self.name}-{self.meta['config_hash']}-step{self.meta['global_step']}"
-
-    @property
     def params(self) -> int:
         return sum(p.numel() for p in self.backbone.parameters())
-
-    @property
-    def resolution(self) -> int:
-        return self.cfg.world.resolution
 
     def nfe(self, steps: int, cfg_scale: float) -> int:
         return steps * (2 if cfg_scale != 1 else 1)
@@ -75,7 +79,7 @@ class FlowTeacher:
 
 
 @dataclass
-class SprintStudent:
+class SprintStudent(_Exported):
     """A distilled SANA-Sprint student sampled with the sCM multistep sampler (guidance through its embedding)."""
 
     path: Path
@@ -92,16 +96,8 @@ class SprintStudent:
         return self.cfg.name
 
     @property
-    def model_id(self) -> str:
-        return f"{self.name}-{self.meta['config_hash']}-step{self.meta['global_step']}"
-
-    @property
     def params(self) -> int:
         return sum(p.numel() for p in self.model.transformer.parameters())
-
-    @property
-    def resolution(self) -> int:
-        return self.cfg.world.resolution
 
     def nfe(self, steps: int, cfg_scale: float) -> int:
         return steps
@@ -122,8 +118,7 @@ class SprintStudent:
     def sample_fn(self, steps: int, cfg_scale: float, captions: CaptionCache, timesteps=None):
         """(prompts, seeds) -> uint8 images; image b draws all its step noises from its own seed. ``timesteps``
         overrides the exported schedule (schedule search)."""
-        from sprint_bench.param.trigflow import SIGMA_DATA
-        from sprint_bench.samplers.scm import scm_sample, seeded_step_noise, trigflow_model_fn
+        from sprint_bench.samplers.scm import sample_student, seeded_step_noise
 
         res, w = self.resolution, self.guidance(cfg_scale)
         ts = self.timesteps(steps) if timesteps is None else tuple(timesteps)
@@ -131,7 +126,7 @@ class SprintStudent:
         def sample(prompts: list[str], seeds: list[int]):
             text, mask = captions.lookup(captions.ids_for(prompts))
             noise = seeded_step_noise(seeds, (3, res, res), steps)
-            return to_uint8(scm_sample(trigflow_model_fn(self.model, text, mask, w), noise, ts) / SIGMA_DATA)
+            return to_uint8(sample_student(self.model, text, mask, w, noise, ts))
 
         return sample
 

@@ -112,7 +112,6 @@ def teacher_pipeline(backbone: torch.nn.Module, text_encoder, resolution: int, s
     device and dtype are the pipeline's; the empty-caption (null) embedding for CFG is encoded once here, as a
     constant of the pipeline, and is not part of the per-call text time.
     """
-    from sprint_bench.data.datamodule import to_uint8
     from sprint_bench.samplers.flow import euler_sample
 
     device, dtype = _module_device_dtype(backbone)
@@ -124,14 +123,22 @@ def teacher_pipeline(backbone: torch.nn.Module, text_encoder, resolution: int, s
         text, mask = cond
         return euler_sample(backbone, noise, text, mask, null_t, null_m, steps, cfg)
 
-    def decode(x: torch.Tensor) -> np.ndarray:
-        return to_uint8(x.float())
-
     nfe = steps if cfg == 1.0 else 2 * steps
     n_params = sum(p.numel() for p in backbone.parameters())
     desc = (f"flow teacher {type(backbone).__name__} ({n_params / 1e6:.2f}M params), Euler {steps} steps, "
             f"cfg {cfg:g} ({'batched CFG' if cfg != 1.0 else 'no CFG'}), text all-MiniLM-L6-v2 "
             f"(max_length {text_encoder.max_length}), decode to_uint8 (pixel space)")
+    return _pixel_pipeline(encode, denoise, nfe, steps, resolution, channels, device, dtype, desc)
+
+
+def _pixel_pipeline(encode, denoise, nfe: int, steps: int, resolution: int, channels: int, device, dtype,
+                    desc: str) -> StagedPipeline:
+    """A pipeline whose model works in pixel space: decoding is ``to_uint8`` of the model-range output."""
+    from sprint_bench.data.datamodule import to_uint8
+
+    def decode(x: torch.Tensor) -> np.ndarray:
+        return to_uint8(x.float())
+
     return StagedPipeline(encode_text=encode, denoise=denoise, decode=decode, nfe=nfe, steps=steps,
                           resolution=resolution, latent_shape=(channels, resolution, resolution), device=device,
                           dtype=dtype, description=desc)
@@ -141,9 +148,7 @@ def student_pipeline(model: torch.nn.Module, text_encoder, resolution: int, time
                      channels: int = 3) -> StagedPipeline:
     """A SANA-Sprint student: MiniLM text encoding, the sCM multistep sampler over ``timesteps`` (one call per step,
     no CFG doubling: guidance enters through the embedding), decoding in pixel space. NFE = steps."""
-    from sprint_bench.data.datamodule import to_uint8
-    from sprint_bench.param.trigflow import SIGMA_DATA
-    from sprint_bench.samplers.scm import scm_sample, trigflow_model_fn
+    from sprint_bench.samplers.scm import sample_student
 
     device, dtype = _module_device_dtype(model)
     encode = _text_encode_fn(text_encoder, device, dtype)
@@ -155,19 +160,13 @@ def student_pipeline(model: torch.nn.Module, text_encoder, resolution: int, time
         def noise_fn(i: int) -> torch.Tensor:  # fresh noise per step, drawn inside the timed call
             return noise if i == 0 else torch.randn_like(noise)
 
-        return scm_sample(trigflow_model_fn(model, text, mask, guidance), noise_fn, timesteps, device=device,
-                          dtype=dtype) / SIGMA_DATA
-
-    def decode(x: torch.Tensor) -> np.ndarray:
-        return to_uint8(x.float())
+        return sample_student(model, text, mask, guidance, noise_fn, timesteps, device=device, dtype=dtype)
 
     n_params = sum(p.numel() for p in model.parameters())
     desc = (f"sCM student {type(model).__name__} ({n_params / 1e6:.2f}M params), {steps}-step consistency sampler "
             f"t={[round(float(t), 4) for t in timesteps]}, guidance embedding w={guidance}, text all-MiniLM-L6-v2 "
             f"(max_length {text_encoder.max_length}), decode to_uint8 (pixel space)")
-    return StagedPipeline(encode_text=encode, denoise=denoise, decode=decode, nfe=steps, steps=steps,
-                          resolution=resolution, latent_shape=(channels, resolution, resolution), device=device,
-                          dtype=dtype, description=desc)
+    return _pixel_pipeline(encode, denoise, steps, steps, resolution, channels, device, dtype, desc)
 
 
 # ------------------------------------------------------------------------------------------------------ timers

@@ -22,16 +22,17 @@ def subset(prompts: list[dict], n: int | None) -> list[dict]:
     return [prompts[int(i * stride)] for i in range(n)]
 
 
-def geneval_score(student: SprintStudent, steps: int, prompts: list[dict], cfg_scale: float,
-                  images_per_prompt: int = 2, seed: int = 0, batch_size: int = 128):
-    """schedule -> GenEval-Shapes overall on ``prompts`` (fixed seeds, so candidates differ only by schedule)."""
+def geneval_score(student: SprintStudent, prompts: list[dict], cfg_scale: float, images_per_prompt: int = 2,
+                  seed: int = 0, batch_size: int = 128):
+    """schedule -> GenEval-Shapes overall on ``prompts`` (fixed seeds, so candidates differ only by schedule); the
+    number of steps is the schedule's."""
     captions = CaptionCache.build(sorted({p["prompt"] for p in prompts}), student.cfg.text.max_length,
                                   Path(student.cfg.output_dir) / "cache")
     detector = ShapesDetector(student.cfg.world)
     todo = [(i, k) for i in range(len(prompts)) for k in range(images_per_prompt)]
 
     def score(schedule) -> float:
-        fn = student.sample_fn(steps, cfg_scale, captions, timesteps=schedule)
+        fn = student.sample_fn(len(schedule) - 1, cfg_scale, captions, timesteps=schedule)
         rows = []
         for b in range(0, len(todo), batch_size):
             chunk = todo[b:b + batch_size]
@@ -56,15 +57,11 @@ def search_schedule(checkpoint: str | Path, steps: int = 4, limit_prompts: int |
     prompts = subset(geneval_shapes_prompts(student.cfg.world), limit_prompts)
     cfg_scale = student.cfg.sample.cfg_scale
     bar = tqdm(desc="schedules scored", unit="schedule")
-    base = geneval_score(student, 1, prompts, cfg_scale, images_per_prompt)
-    scorers = {}
+    geneval = geneval_score(student, prompts, cfg_scale, images_per_prompt)
 
     def score(schedule) -> float:
-        n = len(schedule) - 1
-        if n not in scorers:
-            scorers[n] = base if n == 1 else geneval_score(student, n, prompts, cfg_scale, images_per_prompt)
         bar.update()
-        return scorers[n](schedule)
+        return geneval(schedule)
 
     chosen, table = greedy_schedule_search(score, steps)
     bar.close()

@@ -237,11 +237,11 @@ class DistillModule(L.LightningModule):
                use_ema: bool = True) -> torch.Tensor:
         """Images in model range with the sCM multistep sampler (paper schedule for ``steps``), guidance
         ``cfg_scale`` through the embedding."""
-        from sprint_bench.samplers.scm import scm_sample, scm_timesteps, trigflow_model_fn
+        from sprint_bench.samplers.scm import sample_student, scm_timesteps
 
         model = self.sampling_model() if use_ema else self.student
         res = self.cfg.world.resolution
         text, mask = self.text(ids.to(self.device))
         w = cfg_scale if self.cfg.distill.guidance_embed else None
         noise = [torch.randn((ids.shape[0], 3, res, res), generator=generator).to(self.device) for _ in range(steps)]
-        return scm_sample(trigflow_model_fn(model, text, mask, w), noise, scm_timesteps(steps)) / SIGMA_DATA
+        return sample_student(model, text, mask, w, noise, scm_timesteps(steps))

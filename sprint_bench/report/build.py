@@ -99,8 +99,9 @@ def _img(path: Path, embed: bool, rel_to: Path) -> str:
 
 
 def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite: str, smoke: bool = False,
-                 force: bool = False, log_to_mlflow: bool = True) -> Path:
-    """Write the report; skipped (returns the existing report) when the MLflow results are unchanged."""
+                 force: bool = False, log_to_mlflow: bool = True) -> tuple[Path, bool]:
+    """Write the report; returns (report.md, whether it was rebuilt): skipped when the MLflow results are
+    unchanged."""
     out = Path(out_dir)
     rows = collect(experiment, tracking_uri)
     if not rows:
@@ -109,7 +110,7 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
     state = out / "report.json"
     if not force and state.exists() and json.loads(state.read_text()).get("fingerprint") == fp and \
             (out / "report.html").exists():
-        return out / "report.md"
+        return out / "report.md", False
     out.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri)
     students = [r for r in rows if not r.is_teacher]
@@ -185,4 +186,4 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
         for f in ("report.md", "report.html", "table2.tex", "table3.tex", "pareto.png", "report.json"):
             client.log_artifact(run.info.run_id, str(out / f))
         client.set_terminated(run.info.run_id)
-    return out / "report.md"
+    return out / "report.md", True

@@ -115,6 +115,13 @@ def trigflow_model_fn(model, text: torch.Tensor, mask: torch.Tensor, guidance: f
     return model_fn
 
 
+def sample_student(model, text: torch.Tensor, mask: torch.Tensor, guidance: float | torch.Tensor | None,
+                   noise: NoiseFn | Sequence[torch.Tensor], timesteps: Sequence[float], **kwargs) -> torch.Tensor:
+    """A TrigFlow student sampled over ``timesteps`` with fixed text and w, returned in model range u = x0 / sigma_d
+    (what the evaluation, the latency pipeline and the training grids all need)."""
+    return to_model_range(scm_sample(trigflow_model_fn(model, text, mask, guidance), noise, timesteps, **kwargs))
+
+
 def seeded_step_noise(seeds: Sequence[int], shape: tuple[int, ...], steps: int) -> list[torch.Tensor]:
     """[eps_0, ..., eps_{steps-1}], each (B, *shape): image b draws its eps_i in order from its own generator
     ``torch.Generator().manual_seed(seeds[b])`` (so eps_0 equals ``seeded_noise(seeds, shape)`` and a batch of one
