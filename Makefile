@@ -13,10 +13,11 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv \
-	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation bench-distill bench-speedup paper quick report ui
+	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation bench-distill bench-speedup paper quick report ui \
+	controlnet-teacher controlnet-sprint controlnet-baseline controlnet bench-controlnet
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -73,6 +74,27 @@ ablation: setup clip-scorer ## one student from ABLATION=<yaml>
 
 bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each)
 	$(BIN)/python -m sprint_bench.lit.bench_distill --steps 20
+
+CONTROL_METRICS ?= edge_f1,fd,kid,clip,geneval,latency
+CONTROL_EVAL = --metrics $(CONTROL_METRICS) --experiment controlnet
+controlnet-teacher: setup clip-scorer ## ControlNet teacher: train on the frozen teacher, release, evaluate at 20 steps
+	$(BIN)/sprint-bench train-controlnet --config experiments/controlnet/teacher.yaml --release $(ARGS)
+	$(BIN)/sprint-bench eval controlnet-teacher --steps 20 $(CONTROL_EVAL)
+
+CONTROL_SPRINT ?= experiments/controlnet/sprint.yaml
+controlnet-sprint: setup clip-scorer ## ControlNet student (CONTROL_SPRINT, default the hybrid): distil, evaluate at 1, 2, 4 steps
+	$(BIN)/sprint-bench distill --metrics $(CONTROL_METRICS) --config $(CONTROL_SPRINT) $(ARGS)
+
+controlnet-baseline: setup clip-scorer ## unconditioned baselines with edge F1: the teacher (20 steps) and STUDENT (1 step)
+	$(BIN)/sprint-bench eval teacher --steps 20 $(CONTROL_EVAL)
+	$(BIN)/sprint-bench eval $(STUDENT) --steps 1 $(CONTROL_EVAL)
+
+CONTROL_STUDENT ?= runs/$(shell $(BIN)/python -c "from sprint_bench.config import load_config, config_hash; c = load_config('$(CONTROL_SPRINT)'); print(f'{c.name}-{config_hash(c)}')" 2>/dev/null)
+bench-controlnet: setup ## batch-1 latency of the 1-step ControlNet student vs the plain 1-step STUDENT, one interleaved run
+	$(BIN)/python -m sprint_bench.eval.bench_speedup $(CONTROL_STUDENT) --teacher $(STUDENT) --teacher-steps 1 --student-steps 1
+
+controlnet: controlnet-teacher controlnet-sprint controlnet-baseline ## the whole ControlNet suite, then reports/controlnet
+	$(BIN)/sprint-bench report --suite controlnet --experiment controlnet
 
 STUDENT ?= runs/sprint-hybrid-$(shell $(BIN)/python -c "from sprint_bench.config import load_config, config_hash; print(config_hash(load_config('experiments/sprint/hybrid.yaml')))" 2>/dev/null)
 bench-speedup: setup ## batch-1 latency of STUDENT (default: the hybrid) at 1/2/4 steps vs the 20-step CFG teacher

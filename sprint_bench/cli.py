@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts (smoke runs)")
     p = sub.add_parser("release-teacher", help="copy a trained teacher to releases/teacher (old one kept as .bak)")
     _config_args(p)
+    p = sub.add_parser("train-controlnet", help="train (or resume) a ControlNet teacher on top of the frozen teacher "
+                                                "(edge-map condition)")
+    _config_args(p)
+    p.set_defaults(config="experiments/controlnet/teacher.yaml")
+    p.add_argument("--release", action="store_true", help="copy the result to releases/controlnet-teacher "
+                                                          "(a different old release is kept as .bak)")
     p = sub.add_parser("make-prompts", help="regenerate the shipped GenEval-Shapes prompt file")
     _config_args(p)
     p = sub.add_parser("distill", help="distil the teacher into a 1-4 step student, then evaluate it at "
@@ -61,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="label the report as a smoke run")
     p.add_argument("--force", action="store_true", help="rebuild even if the MLflow results are unchanged")
     p = sub.add_parser("eval", help="evaluate a model at several step counts (FD, KID, CLIP, GenEval, latency)")
-    p.add_argument("checkpoint", help='"teacher" (the released teacher), an export folder or a run folder')
+    p.add_argument("checkpoint", help='"teacher" (the released teacher), "controlnet-teacher" (the released ControlNet '
+                                      'teacher), an export folder or a run folder')
     p.add_argument("--steps", default="1,2,4", help="comma-separated step counts")
-    p.add_argument("--metrics", default="fd,kid,clip,geneval,latency", help="subset of fd,kid,clip,geneval,latency,fid")
+    p.add_argument("--metrics", default="fd,kid,clip,geneval,latency",
+                   help="subset of fd,kid,clip,geneval,latency,fid,edge_f1")
     p.add_argument("--cfg-scale", type=float, default=None, help="guidance scale (default: the model's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images-per-prompt", type=int, default=4)
@@ -121,6 +129,17 @@ def main(argv: list[str] | None = None) -> int:
         from sprint_bench.lit.train_teacher import train_teacher
 
         print(train_teacher(cfg))
+    elif args.verb == "train-controlnet":
+        from sprint_bench.lit.train_controlnet import load_base, train_controlnet_teacher
+        from sprint_bench.models.release import RELEASED_CONTROLNET_TEACHER, promote_teacher
+
+        try:
+            load_base(cfg)
+        except ConfigError as e:
+            print(f"train-controlnet error: {e}", file=sys.stderr)
+            return 2
+        export = train_controlnet_teacher(cfg)
+        print(promote_teacher(export, RELEASED_CONTROLNET_TEACHER) if args.release else export)
     elif args.verb == "eval-teacher":
         from sprint_bench.eval.teacher_geneval import evaluate_teacher_geneval
         from sprint_bench.lit.train_teacher import run_dir

@@ -496,15 +496,17 @@ def config_hash(cfg: ExperimentConfig) -> str:
     Canonical JSON: :func:`to_dict` with sorted keys and no whitespace. Every
     field counts (``name`` and ``seed`` included) except ``tracking`` and
     ``output_dir``, which do not change results, and ``source``, which
-    records only where the config was read from. A ``distill`` section equal
-    to its defaults is left out too (teacher configs predate it). Stable across processes,
-    Python hash seeds and YAML key order; ints given for float fields are
+    records only where the config was read from. A ``distill`` or ``control``
+    section equal to its defaults is left out too (configs written before them keep
+    their hash). Stable across processes, Python hash seeds and YAML key order; ints given for float fields are
     stored as floats, so ``lr: 1`` and ``lr: 1.0`` hash alike.
     """
     data = to_dict(cfg)
     for k in _HASH_EXCLUDED:
         data.pop(k, None)
-    if data.get("distill") == to_dict(ExperimentConfig()).get("distill"):
-        data.pop("distill")  # a default distill section leaves the hash of configs written before it unchanged
+    defaults = to_dict(ExperimentConfig())
+    for section in ("distill", "control"):  # a default section leaves the hash of configs written before it unchanged
+        if data.get(section) == defaults.get(section):
+            data.pop(section)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]

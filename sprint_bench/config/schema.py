@@ -297,6 +297,20 @@ class DistillConfig:
 
 
 @dataclass
+class ControlConfig:
+    """ControlNet on edge maps (SANA-Sprint §4.4; method reference §10): trainable copies of the first ``num_blocks``
+    teacher blocks fed with the edge map of the image. ``enabled`` makes a teacher config train a ControlNet on top
+    of ``base`` and a distillation config distil a ControlNet teacher (``distill.teacher``) into a ControlNet
+    student."""
+
+    enabled: bool = _field(False, "train / distil a ControlNet (edge-map condition)")
+    base: str = _field("teacher", "frozen base teacher of the ControlNet: 'teacher' (the release) or an export folder")
+    num_blocks: int = _field(3, "ControlNet blocks: copies of the first N teacher blocks", min=1)
+    thickness: int = _field(1, "edge line thickness of the condition, pixels", min=1, max=4)
+    conditioning_scale: float = _field(1.0, "scale of the ControlNet residuals", min=0.0)
+
+
+@dataclass
 class ExperimentConfig:
     """A complete, validated experiment configuration."""
 
@@ -311,6 +325,7 @@ class ExperimentConfig:
     sample: SampleConfig = _section(SampleConfig)
     tracking: TrackingConfig = _section(TrackingConfig)
     distill: DistillConfig = _section(DistillConfig)
+    control: ControlConfig = _section(ControlConfig)
     source: str = field(default="", compare=False, metadata={
         "internal": True, "help": "path of the top config file (set by load_config)"})
 
@@ -326,6 +341,10 @@ class ExperimentConfig:
         self.world.validate()
         self.model.validate()
         self.distill.validate()
+        if self.control.enabled and self.control.num_blocks > self.model.depth:
+            raise _cross_error(f"control.num_blocks={self.control.num_blocks} exceeds model.depth={self.model.depth} "
+                               f"(the ControlNet copies the first N teacher blocks)", "control.num_blocks",
+                               "model.depth")
         if self.world.resolution % self.model.patch_size:
             raise _cross_error(
                 f"world.resolution={self.world.resolution} must be divisible by "

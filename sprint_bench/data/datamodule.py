@@ -46,6 +46,11 @@ def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float().div(127.5).sub(1.0)
 
 
+def edges_to_condition(edges_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 {0, 1} edge maps (B, H, W) -> the ControlNet input (B, 3, H, W) in {-1, 1} (as ``edge_condition``)."""
+    return edges_uint8.float().mul(2.0).sub(1.0)[:, None].expand(-1, 3, -1, -1)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float [-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3)."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -84,8 +89,29 @@ def batches_seen(trainer) -> int:
     return int(k) if k is not None else trainer.global_step
 
 
+def load_or_compute_edges(images: np.ndarray, key: str, thickness: int, cache_dir: Path | None) -> np.ndarray:
+    """uint8 {0, 1} edge maps (N, H, W) of uint8 images (N, 3, H, W), the ControlNet condition; computed once (in
+    chunks, with a progress bar) and stored under cache_dir beside the images they belong to."""
+    from tqdm.auto import tqdm
+
+    from sprint_bench.data.shapes.edges import edge_map
+
+    path = cache_dir / f"edges-{key}-t{thickness}.npy" if cache_dir else None
+    if path is not None and path.exists():
+        return np.load(path)
+    out = np.empty((len(images), *images.shape[2:]), np.uint8)
+    for a in tqdm(range(0, len(images), 2000), desc="edge maps", unit="chunk"):
+        out[a:a + 2000] = edge_map(images[a:a + 2000].transpose(0, 2, 3, 1), thickness)
+    if path is not None:
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(path)
+    return out
+
+
 class ShapesDataModule(L.LightningDataModule):
-    """Batches of (uint8 images (B, 3, H, W), caption ids); ``captions`` holds the text-embedding cache."""
+    """Batches of (uint8 images (B, 3, H, W), caption ids) -- plus uint8 edge maps (B, H, W) when
+    ``control.enabled`` (the ControlNet condition); ``captions`` holds the text-embedding cache."""
 
     def __init__(self, cfg, cache_dir: str | Path | None = None):
         super().__init__()
@@ -100,6 +126,11 @@ class ShapesDataModule(L.LightningDataModule):
         images, captions, ids = load_or_render(self.cfg.world, self.cfg.data.train_size, self.cfg.seed,
                                                self.cache_dir)
         self.images, self.caption_ids = torch.from_numpy(images), torch.from_numpy(ids)
+        self.edges = None
+        if self.cfg.control.enabled:
+            key = world_key(self.cfg.world, self.cfg.data.train_size, self.cfg.seed)
+            self.edges = torch.from_numpy(load_or_compute_edges(images, key, self.cfg.control.thickness,
+                                                                self.cache_dir))
         self.captions = CaptionCache.build(captions, self.cfg.text.max_length, self.cache_dir)
 
     def train_dataloader(self) -> DataLoader:
@@ -109,5 +140,6 @@ class ShapesDataModule(L.LightningDataModule):
             start_step=(lambda: batches_seen(trainer)) if trainer is not None else (lambda: 0),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1)
-        return DataLoader(TensorDataset(self.images, self.caption_ids), batch_sampler=sampler,
+        tensors = (self.images, self.caption_ids) + ((self.edges,) if self.edges is not None else ())
+        return DataLoader(TensorDataset(*tensors), batch_sampler=sampler,
                           num_workers=self.cfg.data.num_workers)

@@ -3,19 +3,24 @@
 For each step count it generates the GenEval-Shapes images once (553 prompts x 4 = 2,212 PNGs in the official
 layout, cached and resumable), computes every requested metric on those images, and logs one MLflow child run per
 (model, steps) under a parent run per model. A finished child run with the same protocol is skipped; an interrupted
-one is resumed (its finished metrics are kept in ``metrics.json`` beside the images)."""
+one is resumed (its finished metrics are kept in ``metrics.json`` beside the images).
+
+``edge_f1`` (opt-in) scores image k of prompt i against the thickness-1 edges of the ControlNet condition of (prompt
+i's metadata, its seed ``seed + i * ipp + k``) (:mod:`sprint_bench.data.shapes.control`), for any generator: a
+ControlNet generator was given that condition, a plain one gives the unconditioned baseline."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from sprint_bench.data.shapes.control import CONDITION_RULE, CONTROL_SEED_SALT, condition_edges
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
 from sprint_bench.data.shapes.render import render
 from sprint_bench.data.shapes.scene import realize
@@ -29,7 +34,7 @@ from sprint_bench.eval.metrics.base import MetricResult, Protocol
 from sprint_bench.models.text_encoder import CaptionCache
 
 log = logging.getLogger(__name__)
-METRICS = ("fd", "kid", "clip", "geneval", "latency", "fid")
+METRICS = ("fd", "kid", "clip", "geneval", "latency", "fid", "edge_f1")
 DEFAULT_METRICS = ("fd", "kid", "clip", "geneval", "latency")
 DEFAULT_CLIP_SCORER = Path("artifacts") / "clip-scorer"
 
@@ -169,7 +174,7 @@ class Evaluator:
             tmp.replace(done_file)
             logger.metrics(result)
 
-        needs_images = any(m in self.s.metrics for m in ("fd", "kid", "clip", "geneval", "fid"))
+        needs_images = any(m in self.s.metrics for m in ("fd", "kid", "clip", "geneval", "fid", "edge_f1"))
         if needs_images:
             fn = self.model.sample_fn(steps, self.cfg_scale, self.captions)
             generate_geneval(fn, self.prompts, images_dir, self.s.images_per_prompt, self.s.batch_size, self.s.seed)
@@ -201,6 +206,10 @@ class Evaluator:
             logger.artifact_file(folder / "geneval" / "results.jsonl", "geneval")
             logger.artifact_file(folder / "geneval" / "summary.json", "geneval")
             save(geneval_result(summary, len(rows), res, self.s.images_per_prompt))
+        if "edge_f1" in self.s.metrics and "edge_f1_tol1" not in done["results"]:
+            result, per_image = self.edge_f1(images_dir)
+            logger.artifact_bytes(json.dumps(per_image, indent=0).encode(), "edge_f1/per_image.json")
+            save(result)
         if "latency" in self.s.metrics and "latency" not in done["results"]:
             save_timing = self._timings(steps)
             for r in save_timing:
@@ -208,6 +217,33 @@ class Evaluator:
                 logger.artifact_bytes(json.dumps(getattr(r, "samples", {}), indent=1).encode(),
                                       f"timing/{r.key}_samples.json")
         return done["results"]
+
+    def edge_f1(self, images_dir: Path) -> tuple[MetricResult, list[dict]]:
+        """Edge F1 (tolerance 1 px) of every image under ``images_dir`` against its condition's thickness-1 edges,
+        plus the per-image rows (prompt index, image k, seed, precision, recall, F1)."""
+        from sprint_bench.eval.metrics.edge_f1 import edge_f1_metric, edge_f1_per_image
+
+        ipp, keys, images = self.s.images_per_prompt, [], []
+        for i, meta, png in iter_samples(images_dir):
+            if meta["prompt"] != self.prompts[i]["prompt"]:
+                raise ValueError(f"{png}: prompt {meta['prompt']!r} is not GenEval-Shapes prompt {i}")
+            keys.append((i, int(png.stem), self.s.seed + i * ipp + int(png.stem)))
+            images.append(np.asarray(Image.open(png).convert("RGB")))
+        images = np.stack(images)
+        cond = condition_edges([self.prompts[i] for i, _, _ in keys], [s for _, _, s in keys], self.world)
+        result = edge_f1_metric(cond, images, tolerance=1)
+        control = self.model.control
+        extra = {**result.protocol.extra, "condition": CONDITION_RULE, "condition_salt": CONTROL_SEED_SALT,
+                 "condition_seed": "image seed = seed + prompt index * images_per_prompt + k",
+                 "reference_edges": "thickness 1", "conditioned": "yes" if control else "no"}
+        if control:
+            extra["model_condition_thickness"] = control["thickness"]
+        result = MetricResult(result.key, result.values, replace(result.protocol, extra=extra))
+        per = edge_f1_per_image(cond, images, tolerance=1)
+        rows = [{"index": i, "k": k, "seed": s, "prompt": self.prompts[i]["prompt"],
+                 **{m: round(float(per[m][j]), 6) for m in ("precision", "recall", "f1")}}
+                for j, (i, k, s) in enumerate(keys)]
+        return result, rows
 
     def _timings(self, steps: int) -> list[MetricResult]:
         from sprint_bench.eval.latency import measure_latency, measure_throughput

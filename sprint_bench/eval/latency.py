@@ -131,6 +131,56 @@ def teacher_pipeline(backbone: torch.nn.Module, text_encoder, resolution: int, s
     return _pixel_pipeline(encode, denoise, nfe, steps, resolution, channels, device, dtype, desc)
 
 
+def _batch_condition(cond: torch.Tensor, device, dtype) -> Callable[[int], torch.Tensor]:
+    """batch -> ``cond`` (1 or B rows) tiled to ``batch`` rows, on the pipeline's device/dtype; each batch size is
+    tiled once and kept, so the copies are made in the untimed warm-up, not in the timed calls."""
+    from sprint_bench.models.controlnet import tile_condition
+
+    cond = cond.to(device, dtype)
+    tiled: dict[int, torch.Tensor] = {}
+
+    def get(batch: int) -> torch.Tensor:
+        if batch not in tiled:
+            tiled[batch] = tile_condition(cond, batch).contiguous()
+        return tiled[batch]
+
+    return get
+
+
+def _controlnet_blocks(module: torch.nn.Module) -> int:
+    return len(module.controlnet.transformer_blocks)
+
+
+def controlnet_teacher_pipeline(backbone: torch.nn.Module, text_encoder, resolution: int, steps: int,
+                                cfg_scale: float, cond: torch.Tensor, channels: int = 3) -> StagedPipeline:
+    """:func:`teacher_pipeline` for a ``ControlledFlowBackbone``: the same Euler + batched CFG loop, each network
+    evaluation running the ControlNet and the base transformer (NFE counted as for the plain teacher).
+
+    ``cond`` (1 or B, 3, H, W) is an input of the pipeline like the noise: it is built by the caller before timing
+    (edge extraction is not timed) and tiled here to the batch, both CFG halves, once per batch size; the ControlNet
+    forward is inside the timed ``denoise``."""
+    from sprint_bench.samplers.flow import euler_sample
+
+    device, dtype = _module_device_dtype(backbone)
+    encode = _text_encode_fn(text_encoder, device, dtype)
+    null_t, null_m = encode([""])
+    cfg = float(cfg_scale)
+    factor = 1 if cfg == 1.0 else 2
+    condition = _batch_condition(cond, device, dtype)
+
+    def denoise(text_cond, noise: torch.Tensor) -> torch.Tensor:
+        text, mask = text_cond
+        velocity = backbone.bind(condition(factor * noise.shape[0]))
+        return euler_sample(velocity, noise, text, mask, null_t, null_m, steps, cfg)
+
+    n_params = sum(p.numel() for p in backbone.parameters())
+    desc = (f"flow teacher + ControlNet ({_controlnet_blocks(backbone)} blocks) {type(backbone).__name__} "
+            f"({n_params / 1e6:.2f}M params), Euler {steps} steps, cfg {cfg:g} "
+            f"({'batched CFG' if cfg != 1.0 else 'no CFG'}), condition: one fixed edge map tiled to the batch, "
+            f"text all-MiniLM-L6-v2 (max_length {text_encoder.max_length}), decode to_uint8 (pixel space)")
+    return _pixel_pipeline(encode, denoise, factor * steps, steps, resolution, channels, device, dtype, desc)
+
+
 def _pixel_pipeline(encode, denoise, nfe: int, steps: int, resolution: int, channels: int, device, dtype,
                     desc: str) -> StagedPipeline:
     """A pipeline whose model works in pixel space: decoding is ``to_uint8`` of the model-range output."""
@@ -145,27 +195,35 @@ def _pixel_pipeline(encode, denoise, nfe: int, steps: int, resolution: int, chan
 
 
 def student_pipeline(model: torch.nn.Module, text_encoder, resolution: int, timesteps, guidance: float | None,
-                     channels: int = 3) -> StagedPipeline:
+                     channels: int = 3, cond: torch.Tensor | None = None) -> StagedPipeline:
     """A SANA-Sprint student: MiniLM text encoding, the sCM multistep sampler over ``timesteps`` (one call per step,
-    no CFG doubling: guidance enters through the embedding), decoding in pixel space. NFE = steps."""
+    no CFG doubling: guidance enters through the embedding), decoding in pixel space. NFE = steps.
+
+    A ControlNet student (``model.controlnet``) takes ``cond`` (1 or B, 3, H, W), an input like the noise: built by
+    the caller before timing and tiled to the batch once per batch size; the ControlNet forward is inside the timed
+    ``denoise``."""
     from sprint_bench.samplers.scm import sample_student
 
     device, dtype = _module_device_dtype(model)
     encode = _text_encode_fn(text_encoder, device, dtype)
     steps = len(timesteps) - 1
+    condition = None if cond is None else _batch_condition(cond, device, dtype)
 
-    def denoise(cond, noise: torch.Tensor) -> torch.Tensor:
-        text, mask = cond
+    def denoise(text_cond, noise: torch.Tensor) -> torch.Tensor:
+        text, mask = text_cond
 
         def noise_fn(i: int) -> torch.Tensor:  # fresh noise per step, drawn inside the timed call
             return noise if i == 0 else torch.randn_like(noise)
 
-        return sample_student(model, text, mask, guidance, noise_fn, timesteps, device=device, dtype=dtype)
+        kw = {} if condition is None else {"cond": condition(noise.shape[0])}
+        return sample_student(model, text, mask, guidance, noise_fn, timesteps, device=device, dtype=dtype, **kw)
 
     n_params = sum(p.numel() for p in model.parameters())
-    desc = (f"sCM student {type(model).__name__} ({n_params / 1e6:.2f}M params), {steps}-step consistency sampler "
-            f"t={[round(float(t), 4) for t in timesteps]}, guidance embedding w={guidance}, text all-MiniLM-L6-v2 "
-            f"(max_length {text_encoder.max_length}), decode to_uint8 (pixel space)")
+    control = "" if cond is None else f" + ControlNet ({_controlnet_blocks(model)} blocks)"
+    desc = (f"sCM student {type(model).__name__}{control} ({n_params / 1e6:.2f}M params), {steps}-step consistency "
+            f"sampler t={[round(float(t), 4) for t in timesteps]}, guidance embedding w={guidance}, "
+            f"{'' if cond is None else 'condition: one fixed edge map tiled to the batch, '}"
+            f"text all-MiniLM-L6-v2 (max_length {text_encoder.max_length}), decode to_uint8 (pixel space)")
     return _pixel_pipeline(encode, denoise, steps, steps, resolution, channels, device, dtype, desc)
 
 

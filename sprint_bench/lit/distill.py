@@ -1,6 +1,8 @@
 """SANA-Sprint distillation LightningModule: manual optimisation alternating generator (sCM and/or adversarial) and
 discriminator steps (method reference §7), with a NaN/Inf guard, per-part logging and exact resume (the global
-step counter k, which drives the G/D phase and the tangent warmup, is a buffer saved in every checkpoint)."""
+step counter k, which drives the G/D phase and the tangent warmup, is a buffer saved in every checkpoint). A
+ControlNet teacher gives a ControlNet student: the edge condition of each image goes to teacher, student and the
+discriminator's teacher backbone (SANA-Sprint §4.4; method reference §10)."""
 from __future__ import annotations
 
 import copy
@@ -9,11 +11,12 @@ import math
 import lightning as L
 import torch
 
-from sprint_bench.data.datamodule import to_model_range
+from sprint_bench.data.datamodule import edges_to_condition, to_model_range
 from sprint_bench.lit.teacher import lr_lambda
 from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty
 from sprint_bench.losses.scm import (jvp_autograd, jvp_finite_difference, normalize_tangent, scm_loss, scm_tangent,
                                      tangent_warmup, tangents, teacher_cfg_velocity)
+from sprint_bench.models.controlnet import controlnet_copy
 from sprint_bench.models.discriminator import Discriminator
 from sprint_bench.models.text_encoder import CaptionCache
 from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher, use_math_attention
@@ -22,16 +25,26 @@ from sprint_bench.param.trigflow import SIGMA_DATA, sample_t_lognormal, trig_noi
 
 class DistillModule(L.LightningModule):
     """Teacher (frozen, TrigFlow-wrapped), student (teacher copy + guidance embedding + logvar head) and the LADD
-    discriminator heads on frozen-teacher features."""
+    discriminator heads on frozen-teacher features. With ``teacher_controlnet`` both teacher and student carry a
+    ControlNet (the student's starts as a copy of the teacher's and trains with the student)."""
 
-    def __init__(self, cfg, captions: CaptionCache, teacher_transformer):
+    def __init__(self, cfg, captions: CaptionCache, teacher_transformer, teacher_controlnet=None):
         super().__init__()
         self.automatic_optimization = False
         self.cfg, d = cfg, cfg.distill
-        self.teacher = TrigFlowModel(copy.deepcopy(teacher_transformer)).requires_grad_(False)
+        scale = cfg.control.conditioning_scale
+        t_transformer = copy.deepcopy(teacher_transformer)
+        t_control = controlnet_copy(teacher_controlnet, t_transformer) if teacher_controlnet is not None else None
+        self.teacher = TrigFlowModel(t_transformer, controlnet=t_control, conditioning_scale=scale
+                                     ).requires_grad_(False)
         student = student_from_teacher(teacher_transformer, d.guidance_embed, d.guidance_zero_init)
-        use_math_attention(student)  # forward-mode AD needs the MATH SDPA backend (method reference §11.1)
-        self.student = TrigFlowModel(student, logvar=d.logvar and d.uses_scm)
+        s_control = controlnet_copy(teacher_controlnet, student) if teacher_controlnet is not None else None
+        for m in (student, s_control):  # forward-mode AD needs the MATH SDPA backend (method reference §11.1)
+            if m is not None:
+                use_math_attention(m)
+        self.student = TrigFlowModel(student, logvar=d.logvar and d.uses_scm, controlnet=s_control,
+                                     conditioning_scale=scale).requires_grad_(True)
+        self.grid_cond = None  # ControlNet: the condition of each periodic-grid prompt, (n, 3, H, W)
         self.ema = copy.deepcopy(self.student).requires_grad_(False) if cfg.train.ema_decay > 0 else None
         self.disc = Discriminator(cfg.model.width, d.head_blocks) if d.uses_adv else None
         self.register_buffer("k", torch.zeros((), dtype=torch.long))  # global G + D step counter
@@ -68,34 +81,34 @@ class DistillModule(L.LightningModule):
         return torch.randn(like.shape, generator=gen, device=like.device, dtype=like.dtype)
 
     # ------------------------------------------------------------------------------------------------ losses
-    def teacher_velocity(self, x_t, t, text, mask, w) -> torch.Tensor:
+    def teacher_velocity(self, x_t, t, text, mask, w, cond=None) -> torch.Tensor:
         """dx_t/dt of the converted teacher with CFG: one no-grad call on a 2B batch (method reference §5.2)."""
         b = x_t.shape[0]
         null_t, null_m = self.text(torch.full((b,), self.null_id, device=self.device, dtype=torch.long))
         with torch.no_grad():
             F, _ = self.teacher(torch.cat([x_t, x_t]) / SIGMA_DATA, torch.cat([t, t]), torch.cat([text, null_t]),
-                                torch.cat([mask, null_m]))
+                                torch.cat([mask, null_m]), cond=cond)  # a condition is tiled to both halves
         F_c, F_u = F.chunk(2)
         return teacher_cfg_velocity(F_c, F_u, w)
 
-    def scm_part(self, x0, text, mask, w, gen, k: int) -> tuple[torch.Tensor, dict]:
+    def scm_part(self, x0, text, mask, w, gen, k: int, cond=None) -> tuple[torch.Tensor, dict]:
         d = self.cfg.distill
         t = sample_t_lognormal(x0.shape[0], d.p_mean, d.p_std, generator=gen, device=self.device)
         x_t = trig_noise(x0, SIGMA_DATA * self.randn(x0, gen), t)
-        dxt_dt = self.teacher_velocity(x_t, t, text, mask, w)
+        dxt_dt = self.teacher_velocity(x_t, t, text, mask, w, cond)
         guid = self.guidance(w)
 
         def F_fn(xs, ts):  # the unwrapped student (never the DDP wrapper: method reference §11.3)
             n = xs.shape[0] // x0.shape[0]
             g_ = None if guid is None else guid.repeat(n)
-            return self.student(xs, ts, text.repeat(n, 1, 1), mask.repeat(n, 1), g_)[0]
+            return self.student(xs, ts, text.repeat(n, 1, 1), mask.repeat(n, 1), g_, cond=cond)[0]
 
         tx, tt = tangents(x_t, t, dxt_dt)
         if d.tangent == "jvp":
             J = jvp_autograd(F_fn, x_t / SIGMA_DATA, t, tx, tt)
         else:
             J = jvp_finite_difference(F_fn, x_t / SIGMA_DATA, t, tx, tt, d.fd_eps)
-        F, logvar = self.student(x_t / SIGMA_DATA, t, text, mask, guid)
+        F, logvar = self.student(x_t / SIGMA_DATA, t, text, mask, guid, cond=cond)
         F_minus = F.detach()
         g = scm_tangent(F_minus, dxt_dt, J, x_t, t, tangent_warmup(k, d.tangent_warmup_steps))
         g, g_norm = normalize_tangent(g, d.tangent_norm_c)
@@ -105,44 +118,45 @@ class DistillModule(L.LightningModule):
             logs["logvar"] = logvar.mean().detach()
         return loss, logs
 
-    def one_step_x0(self, x0, text, mask, w, gen) -> torch.Tensor:
+    def one_step_x0(self, x0, text, mask, w, gen, cond=None) -> torch.Tensor:
         """Student one-step estimate from a fresh t (max-time with probability p) and fresh noise (§6.6)."""
         d = self.cfg.distill
         t = sample_t_lognormal(x0.shape[0], d.p_mean, d.p_std, generator=gen, device=self.device)
         t = apply_max_time(t, d.max_time_p, gen)
         x_t = trig_noise(x0, SIGMA_DATA * self.randn(x0, gen), t)
-        F, _ = self.student(x_t / SIGMA_DATA, t, text, mask, self.guidance(w))
+        F, _ = self.student(x_t / SIGMA_DATA, t, text, mask, self.guidance(w), cond=cond)
         return x0_from_F(x_t, t, F)
 
     def renoise_time(self, n: int, gen) -> torch.Tensor:
         d = self.cfg.distill
         return sample_t_lognormal(n, d.d_p_mean, d.d_p_std, generator=gen, device=self.device)
 
-    def d_logits(self, x, s, text, mask) -> torch.Tensor:
-        return self.disc(self.teacher, x / SIGMA_DATA, s, text, mask)
+    def d_logits(self, x, s, text, mask, cond=None) -> torch.Tensor:
+        return self.disc(self.teacher, x / SIGMA_DATA, s, text, mask, cond)
 
-    def generator_loss(self, x0, text, mask, gen, k: int) -> tuple[torch.Tensor, dict]:
+    def generator_loss(self, x0, text, mask, gen, k: int, cond=None) -> tuple[torch.Tensor, dict]:
         d = self.cfg.distill
         w = self.draw_w(x0.shape[0], gen)
         loss, logs = torch.zeros((), device=self.device), {}
         if d.uses_scm:
-            l_scm, logs = self.scm_part(x0, text, mask, w, gen, k)
+            l_scm, logs = self.scm_part(x0, text, mask, w, gen, k, cond)
             loss = loss + d.scm_weight * l_scm
             logs["loss_scm"] = l_scm.detach()
         if d.uses_adv:
-            x0_hat = self.one_step_x0(x0, text, mask, w, gen)
+            x0_hat = self.one_step_x0(x0, text, mask, w, gen, cond)
             s = self.renoise_time(x0.shape[0], gen)
-            l_adv = g_adv_loss(self.d_logits(trig_noise(x0_hat, SIGMA_DATA * self.randn(x0, gen), s), s, text, mask))
+            l_adv = g_adv_loss(self.d_logits(trig_noise(x0_hat, SIGMA_DATA * self.randn(x0, gen), s), s, text, mask,
+                                             cond))
             loss = loss + d.adv_weight * l_adv
             logs["loss_g_adv"] = l_adv.detach()
         return loss, logs
 
-    def discriminator_loss(self, x0, text, mask, gen) -> tuple[torch.Tensor, dict]:
+    def discriminator_loss(self, x0, text, mask, gen, cond=None) -> tuple[torch.Tensor, dict]:
         """Real = re-noised data; fake = re-noised student one-step x0 (+ rolled real pairs); hinge (§6.3-6.5)."""
         d, b = self.cfg.distill, x0.shape[0]
         w = self.draw_w(b, gen)
         with torch.no_grad():
-            x0_hat = self.one_step_x0(x0, text, mask, w, gen)
+            x0_hat = self.one_step_x0(x0, text, mask, w, gen, cond)
         s_real, s_fake = self.renoise_time(b, gen), self.renoise_time(b, gen)
         real = trig_noise(x0, SIGMA_DATA * self.randn(x0, gen), s_real)
         fakes, s_fakes = [trig_noise(x0_hat, SIGMA_DATA * self.randn(x0, gen), s_fake)], [s_fake]
@@ -153,8 +167,9 @@ class DistillModule(L.LightningModule):
         n = len(fakes)
         if d.r1_weight > 0:
             real.requires_grad_(True)
-        real_logits = self.d_logits(real, s_real, text, mask)
-        fake_logits = self.d_logits(torch.cat(fakes), torch.cat(s_fakes), text.repeat(n, 1, 1), mask.repeat(n, 1))
+        real_logits = self.d_logits(real, s_real, text, mask, cond)
+        fake_logits = self.d_logits(torch.cat(fakes), torch.cat(s_fakes), text.repeat(n, 1, 1), mask.repeat(n, 1),
+                                    cond)  # a condition is tiled to the n fake sets (rolled pairs keep their own)
         loss = d_hinge_loss(real_logits, fake_logits)
         logs = {"loss_d": loss.detach(), "d_real": real_logits.mean().detach(),
                 "d_fake": fake_logits.mean().detach()}
@@ -166,7 +181,8 @@ class DistillModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------ training
     def training_step(self, batch, batch_idx):
-        images, ids = batch
+        images, ids, *edges = batch
+        cond = edges_to_condition(edges[0]) if edges else None  # ControlNet: the edge map of each image
         k = int(self.k)
         phase = self.phase(k)
         gen = self.step_generator(k)
@@ -178,11 +194,11 @@ class DistillModule(L.LightningModule):
             opt, params, clip = opt_g, list(self.student.parameters()), self.cfg.train.grad_clip
             if opt_d is not None:
                 self.toggle_optimizer(opt_g)
-            loss, logs = self.generator_loss(x0, text, mask, gen, k)
+            loss, logs = self.generator_loss(x0, text, mask, gen, k, cond)
         else:
             opt, params, clip = opt_d, list(self.disc.parameters()), self.cfg.distill.d_grad_clip
             self.toggle_optimizer(opt_d)
-            loss, logs = self.discriminator_loss(x0, text, mask, gen)
+            loss, logs = self.discriminator_loss(x0, text, mask, gen, cond)
         if k in self.cfg.distill.debug_nan_steps:
             loss = loss * float("nan")
         opt.zero_grad(set_to_none=True)
@@ -244,4 +260,5 @@ class DistillModule(L.LightningModule):
         text, mask = self.text(ids.to(self.device))
         w = cfg_scale if self.cfg.distill.guidance_embed else None
         noise = [torch.randn((ids.shape[0], 3, res, res), generator=generator).to(self.device) for _ in range(steps)]
-        return sample_student(model, text, mask, w, noise, scm_timesteps(steps))
+        cond = None if self.grid_cond is None else self.grid_cond.to(self.device)
+        return sample_student(model, text, mask, w, noise, scm_timesteps(steps), cond=cond)

@@ -30,6 +30,22 @@ def resume_checkpoint(ckpt_dir: Path) -> Path | None:
     return None
 
 
+def finished_export(out: Path) -> Path | None:
+    """``out/export`` when the run in ``out`` finished (DONE marker and a complete export), else None."""
+    export = out / "export"
+    return export if (out / "DONE").exists() and (export / "sprint_bench.json").exists() else None
+
+
+def seeded_data(cfg):
+    """Seed everything from ``cfg.seed`` and return the set-up shapes DataModule of ``cfg``."""
+    from sprint_bench.data.datamodule import ShapesDataModule
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = ShapesDataModule(cfg)
+    dm.setup("fit")
+    return dm
+
+
 def fit_resumable(cfg, module: L.LightningModule, dm, out: Path, tags: dict, grid_ids: torch.Tensor,
                   grid_steps: int, strategy=None, extra_callbacks=()):
     """Fit ``module`` to ``cfg.train.max_steps`` in ``out`` (config.json, mlflow_run_id, checkpoints/); returns

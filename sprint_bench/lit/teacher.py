@@ -1,5 +1,7 @@
 """Flow-matching teacher: LightningModule around the SANA transformer (logit-normal tau, caption dropout, AdamW,
-warmup + cosine LR, optional EMA)."""
+warmup + cosine LR, optional EMA). The same module trains a ControlNet teacher: the model is then a
+``ControlledFlowBackbone`` (frozen base + trainable ControlNet) and batches carry edge maps (PixArt-delta / SANA-Sprint
+§4.4: the ordinary flow objective with the condition)."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +10,7 @@ import math
 import lightning as L
 import torch
 
-from sprint_bench.data.datamodule import to_model_range
+from sprint_bench.data.datamodule import edges_to_condition, to_model_range
 from sprint_bench.losses.flow_matching import flow_matching_loss, interpolate
 from sprint_bench.models.sana import FlowBackbone, build_sana
 from sprint_bench.models.text_encoder import CaptionCache
@@ -27,11 +29,14 @@ def lr_lambda(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
 
 
 class TeacherModule(L.LightningModule):
-    def __init__(self, cfg, captions: CaptionCache):
+    def __init__(self, cfg, captions: CaptionCache, model: torch.nn.Module | None = None):
+        """``model``: the network to train (default: a fresh SANA transformer); only its parameters that require
+        grad are optimised (a ControlNet teacher's frozen base stays fixed)."""
         super().__init__()
         self.cfg = cfg
         res = cfg.world.resolution
-        self.model = FlowBackbone(build_sana(cfg.model, in_channels=3, sample_size=res))
+        self.model = model if model is not None else FlowBackbone(build_sana(cfg.model, in_channels=3, sample_size=res))
+        self.grid_cond = None  # ControlNet: the condition of each periodic-grid prompt, (n, 3, H, W)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.train.ema_decay > 0 else None
         self.register_buffer("text_hidden", captions.hidden, persistent=False)
         self.register_buffer("text_mask", captions.mask, persistent=False)
@@ -49,7 +54,8 @@ class TeacherModule(L.LightningModule):
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def training_step(self, batch, batch_idx):
-        images, ids = batch
+        images, ids, *edges = batch
+        cond = (edges_to_condition(edges[0]),) if edges else ()  # ControlNet teacher: the edge map of each image
         tc = self.cfg.train
         gen = self.step_generator()
         x0 = to_model_range(images)
@@ -58,7 +64,7 @@ class TeacherModule(L.LightningModule):
         text, mask = self.text(ids)
         tau = sample_tau(x0.shape[0], tc.time_sampling, tc.logit_mean, tc.logit_std, generator=gen, device=x0.device)
         eps = torch.randn(x0.shape, generator=gen, device=x0.device)
-        loss = flow_matching_loss(self.model(interpolate(x0, eps, tau), tau, text, mask), x0, eps)
+        loss = flow_matching_loss(self.model(interpolate(x0, eps, tau), tau, text, mask, *cond), x0, eps)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
@@ -77,8 +83,8 @@ class TeacherModule(L.LightningModule):
 
     def configure_optimizers(self):
         tc = self.cfg.train
-        opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
-                                weight_decay=tc.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.max_steps, tc.lr_schedule, tc.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -93,6 +99,8 @@ class TeacherModule(L.LightningModule):
                use_ema: bool = True) -> torch.Tensor:
         """Images in [-1, 1] for caption ids, Euler flow ODE with CFG."""
         model = self.sampling_model() if use_ema else self.model
+        if self.grid_cond is not None:
+            model = model.bind(self.grid_cond.to(self.device))
         res = self.cfg.world.resolution
         noise = torch.randn(ids.shape[0], 3, res, res, generator=generator).to(self.device)
         text, mask = self.text(ids.to(self.device))

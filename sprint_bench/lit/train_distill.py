@@ -2,18 +2,17 @@
 loadable checkpoint, same MLflow run) and exported as a diffusers folder (transformer + SCMScheduler)."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
-import lightning as L
 import torch
 
 from sprint_bench.config import ConfigError, config_hash, to_dict
-from sprint_bench.data.datamodule import ShapesDataModule
 from sprint_bench.eval.generators import resolve_checkpoint
 from sprint_bench.lit.distill import DistillModule
-from sprint_bench.lit.fit import fit_resumable
-from sprint_bench.lit.train_teacher import grid_prompt_ids, run_dir
+from sprint_bench.lit.fit import finished_export, fit_resumable, seeded_data
+from sprint_bench.lit.train_teacher import grid_condition, grid_prompt_ids, run_dir
 from sprint_bench.models.export import export_student
 from sprint_bench.models.release import load_teacher
 from sprint_bench.samplers.scm import PAPER_SCHEDULES
@@ -22,21 +21,44 @@ log = logging.getLogger(__name__)
 MUST_MATCH = ("world", "text", "model")
 
 
+CONTROL_MUST_MATCH = ("num_blocks", "thickness", "conditioning_scale")
+
+
+def check_same_setup(cfg, t_cfg, path: Path, control: bool = False) -> None:
+    """ConfigError naming the keys unless ``cfg`` and the teacher's ``t_cfg`` agree on world, text and model (and
+    the ControlNet's shape and condition when ``control``)."""
+    mine, theirs = to_dict(cfg), to_dict(t_cfg)
+    keys = [(s, k) for s in MUST_MATCH for k in mine[s]] + [("control", k) for k in CONTROL_MUST_MATCH if control]
+    diff = [f"{s}.{k}" for s, k in keys if mine[s][k] != theirs[s].get(k)]
+    if diff:
+        raise ConfigError(f"the teacher at {path} was trained with different settings for {diff}; this experiment "
+                          f"must use the teacher's {', '.join(MUST_MATCH)}{' and control' if control else ''}",
+                          key=diff[0])
+
+
 def load_matching_teacher(cfg):
-    """The teacher transformer named by ``distill.teacher``; its world, text and model sections must equal the
-    experiment's (checked before any training, ConfigError naming the keys)."""
+    """(path, TrigFlow-ready teacher transformer, its ControlNet or None, metadata) named by ``distill.teacher``;
+    its world, text and model sections (and, for a ControlNet, the control section) must equal the experiment's
+    and its kind must match ``control.enabled`` (checked before any training, ConfigError naming the keys)."""
     cfg.validate_distill()
     try:
         path = resolve_checkpoint(cfg.distill.teacher)
     except FileNotFoundError as e:
         raise ConfigError(str(e), key="distill.teacher") from None
+    kind = json.loads((path / "sprint_bench.json").read_text()).get("kind")
+    want = "controlnet_teacher" if cfg.control.enabled else "flow_matching_teacher"
+    if kind != want:
+        raise ConfigError(f"distill.teacher {path} is a {kind!r} but control.enabled={cfg.control.enabled} needs a "
+                          f"{want!r}", key="distill.teacher")
+    if cfg.control.enabled:
+        from sprint_bench.models.control_export import load_controlnet_teacher
+
+        t_cfg, backbone, meta = load_controlnet_teacher(path)
+        check_same_setup(cfg, t_cfg, path, control=True)
+        return path, backbone.transformer, backbone.controlnet, meta
     t_cfg, backbone, meta = load_teacher(path)
-    mine, theirs = to_dict(cfg), to_dict(t_cfg)
-    diff = [f"{s}.{k}" for s in MUST_MATCH for k in mine[s] if mine[s][k] != theirs[s].get(k)]
-    if diff:
-        raise ConfigError(f"the teacher at {path} was trained with different settings for {diff}; the student must "
-                          f"use the teacher's world, text and model", key=diff[0])
-    return path, backbone.transformer, meta
+    check_same_setup(cfg, t_cfg, path)
+    return path, backbone.transformer, None, meta
 
 
 def strategy_for(cfg):
@@ -53,16 +75,16 @@ def strategy_for(cfg):
 def train_distill(cfg, extra_callbacks=()) -> Path:
     """Train (or resume) the student and export it to ``run_dir(cfg)/export``; returns the export folder."""
     torch.set_num_threads(cfg.train.threads)
-    teacher_path, teacher, teacher_meta = load_matching_teacher(cfg)
+    teacher_path, teacher, teacher_controlnet, teacher_meta = load_matching_teacher(cfg)
     out = run_dir(cfg)
     export = out / "export"
-    if (out / "DONE").exists() and (export / "sprint_bench.json").exists():
+    if finished_export(out):
         log.info("student already trained: %s", export)
         return export
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = ShapesDataModule(cfg)
-    dm.setup("fit")
-    module = DistillModule(cfg, dm.captions, teacher)
+    dm = seeded_data(cfg)
+    module = DistillModule(cfg, dm.captions, teacher, teacher_controlnet)
+    if teacher_controlnet is not None:
+        module.grid_cond = grid_condition(cfg, dm)
     tags = {"kind": "student", "method": cfg.distill.loss, "config_hash": config_hash(cfg),
             "config_file": cfg.source, "teacher": f"{teacher_meta['config_hash']}-step{teacher_meta['global_step']}"}
     trainer, logger = fit_resumable(cfg, module, dm, out, tags, grid_prompt_ids(cfg, dm), 1, strategy_for(cfg),

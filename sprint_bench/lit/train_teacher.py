@@ -4,13 +4,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 import torch
 
-from sprint_bench.config import config_hash
+from sprint_bench.config import ConfigError, config_hash
 from sprint_bench.data.datamodule import ShapesDataModule
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
-from sprint_bench.lit.fit import fit_resumable, resume_checkpoint  # noqa: F401 - resume_checkpoint re-exported
+from sprint_bench.lit.fit import resume_checkpoint  # noqa: F401 - re-exported
+from sprint_bench.lit.fit import finished_export, fit_resumable, seeded_data
 from sprint_bench.lit.teacher import TeacherModule
 from sprint_bench.models.release import export_teacher
 
@@ -22,28 +22,42 @@ def run_dir(cfg) -> Path:
     return Path(cfg.output_dir).resolve() / f"{cfg.name}-{config_hash(cfg)}"
 
 
-def grid_prompt_ids(cfg, dm: ShapesDataModule, n: int = 16) -> torch.Tensor:
-    """Training captions for the periodic grid: a few of each GenEval family, in training's caption set."""
-    seen, ids = set(), []
+def grid_entries(cfg, dm: ShapesDataModule, n: int = 16) -> list[dict]:
+    """GenEval-Shapes entries for the periodic grid: the first ``n`` distinct prompts in training's caption set."""
+    seen, out = set(), []
     for entry in geneval_shapes_prompts(cfg.world):
         p = entry["prompt"]
-        if p in dm.captions.index and p not in seen and len(ids) < n:
+        if p in dm.captions.index and p not in seen and len(out) < n:
             seen.add(p)
-            ids.append(dm.captions.index[p])
-    return torch.tensor(ids, dtype=torch.long)
+            out.append(entry)
+    return out
+
+
+def grid_prompt_ids(cfg, dm: ShapesDataModule, n: int = 16) -> torch.Tensor:
+    """Caption ids of :func:`grid_entries`."""
+    return torch.tensor([dm.captions.index[e["prompt"]] for e in grid_entries(cfg, dm, n)], dtype=torch.long)
+
+
+def grid_condition(cfg, dm: ShapesDataModule, n: int = 16) -> torch.Tensor:
+    """ControlNet runs: the edge condition of each grid prompt (the evaluation's condition of image seed i)."""
+    from sprint_bench.data.shapes.control import condition_tensor
+
+    entries = grid_entries(cfg, dm, n)
+    return condition_tensor(entries, list(range(len(entries))), cfg.world, cfg.control.thickness)
 
 
 def train_teacher(cfg) -> Path:
     """Train (or resume) and export the teacher to ``run_dir(cfg)/export``; returns the export folder."""
+    if cfg.control.enabled:
+        raise ConfigError("control.enabled is set: train a ControlNet teacher with `sprint-bench train-controlnet` "
+                          "(`make controlnet-teacher`)", key="control.enabled")
     torch.set_num_threads(cfg.train.threads)
     out = run_dir(cfg)
     export = out / "export"
-    if (out / "DONE").exists() and (export / "sprint_bench.json").exists():
+    if finished_export(out):
         log.info("teacher already trained: %s", export)
         return export
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = ShapesDataModule(cfg)
-    dm.setup("fit")
+    dm = seeded_data(cfg)
     module = TeacherModule(cfg, dm.captions)
     if cfg.train.compile:
         module.model.compile()

@@ -97,15 +97,44 @@ class SanaControlNet(nn.Module):
         return residuals
 
 
+def controlnet_copy(source: SanaControlNet, base: SanaTransformer2DModel) -> SanaControlNet:
+    """A ControlNet with ``source``'s weights built on ``base`` (the student's ControlNet starts as the teacher's)."""
+    controlnet = SanaControlNet(base, len(source.transformer_blocks))
+    controlnet.load_state_dict(source.state_dict())
+    return controlnet
+
+
+def controlled_forward(transformer: SanaTransformer2DModel, controlnet: SanaControlNet, x: torch.Tensor,
+                       tau: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor,
+                       guidance: torch.Tensor | None = None, conditioning_scale: float = 1.0) -> torch.Tensor:
+    """The velocity of ``transformer`` with the residuals of ``controlnet`` (built on that transformer) added;
+    ``guidance`` already times guidance_embeds_scale."""
+    residuals = controlnet(x, text, tau, mask, cond, guidance=guidance, conditioning_scale=conditioning_scale)
+    slots = len(transformer.transformer_blocks) - 1  # diffusers adds sample[i-1] after block i, 0 < i
+    inside, overflow = residuals[:slots], residuals[slots:]
+    handle = None
+    if overflow:  # no diffusers slot: add to the output of the last block
+        extra = torch.stack(overflow).sum(0) if len(overflow) > 1 else overflow[0]
+        handle = transformer.transformer_blocks[-1].register_forward_hook(lambda m, a, out: out + extra)
+    kwargs = {} if guidance is None else {"guidance": guidance}
+    try:
+        return transformer(hidden_states=x, encoder_hidden_states=text, timestep=tau, encoder_attention_mask=mask,
+                           controlnet_block_samples=tuple(inside) or None, return_dict=False, **kwargs)[0]
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
 class ControlledFlowBackbone(nn.Module):
     """``v(x_tau, tau, text, mask, cond)``: the frozen base transformer plus the ControlNet residuals (the velocity of
     a controllable flow teacher). Only ``self.controlnet`` trains."""
 
     def __init__(self, transformer: SanaTransformer2DModel, controlnet: SanaControlNet | None = None,
-                 num_blocks: int | None = None, freeze_base: bool = True):
+                 num_blocks: int | None = None, freeze_base: bool = True, conditioning_scale: float = 1.0):
         super().__init__()
         self.transformer = transformer
         self.controlnet = controlnet if controlnet is not None else SanaControlNet(transformer, num_blocks)
+        self.conditioning_scale = conditioning_scale
         if self.controlnet.base is not transformer:
             raise ValueError("the ControlNet was built on another transformer")
         if freeze_base:
@@ -113,27 +142,22 @@ class ControlledFlowBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
                 cond: torch.Tensor, guidance: torch.Tensor | None = None,
-                conditioning_scale: float = 1.0) -> torch.Tensor:
-        residuals = self.controlnet(x, text, tau, mask, cond, guidance=guidance, conditioning_scale=conditioning_scale)
-        slots = len(self.transformer.transformer_blocks) - 1  # diffusers adds sample[i-1] after block i, 0 < i
-        inside, overflow = residuals[:slots], residuals[slots:]
-        handle = None
-        if overflow:  # no diffusers slot: add to the output of the last block
-            extra = torch.stack(overflow).sum(0) if len(overflow) > 1 else overflow[0]
-            handle = self.transformer.transformer_blocks[-1].register_forward_hook(lambda m, a, out: out + extra)
-        kwargs = {} if guidance is None else {"guidance": guidance}
-        try:
-            return self.transformer(hidden_states=x, encoder_hidden_states=text, timestep=tau,
-                                    encoder_attention_mask=mask, controlnet_block_samples=tuple(inside) or None,
-                                    return_dict=False, **kwargs)[0]
-        finally:
-            if handle is not None:
-                handle.remove()
+                conditioning_scale: float | None = None) -> torch.Tensor:
+        scale = self.conditioning_scale if conditioning_scale is None else conditioning_scale
+        return controlled_forward(self.transformer, self.controlnet, x, tau, text, mask, cond, guidance, scale)
 
     def bind(self, cond: torch.Tensor, **kwargs):
         """A ``Velocity`` ``(x, tau, text, mask) -> v`` for the flow samplers; ``cond`` is tiled to the batch (a CFG
         batch of 2B sees the condition in both halves)."""
         def velocity(x, tau, text, mask):
-            c = cond if cond.shape[0] == x.shape[0] else cond.repeat(x.shape[0] // cond.shape[0], 1, 1, 1)
-            return self(x, tau, text, mask, c, **kwargs)
+            return self(x, tau, text, mask, tile_condition(cond, x.shape[0]), **kwargs)
         return velocity
+
+
+def tile_condition(cond: torch.Tensor, batch: int) -> torch.Tensor:
+    """``cond`` (B, C, H, W) repeated to ``batch`` rows (a CFG batch of 2B, or a single condition for a batch)."""
+    if cond.shape[0] == batch:
+        return cond
+    if batch % cond.shape[0]:
+        raise ValueError(f"a condition batch of {cond.shape[0]} does not tile a batch of {batch}")
+    return cond.repeat(batch // cond.shape[0], 1, 1, 1)

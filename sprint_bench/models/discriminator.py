@@ -98,9 +98,10 @@ class Discriminator(nn.Module):
         return blocks
 
     def features(self, teacher, x_scaled: torch.Tensor, s: torch.Tensor, text: torch.Tensor,
-                 mask: torch.Tensor) -> list[torch.Tensor]:
-        """Token features (B, N, C) of the tapped blocks, in ``block_ids`` order, from ``teacher(x_s / sigma_d, s, y)``.
-        Not run under no-grad: gradients flow through the teacher's activations into ``x_scaled``."""
+                 mask: torch.Tensor, cond: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Token features (B, N, C) of the tapped blocks, in ``block_ids`` order, from ``teacher(x_s / sigma_d, s, y)``
+        (a ControlNet teacher also gets its condition ``cond``). Not run under no-grad: gradients flow through the
+        teacher's activations into ``x_scaled``."""
         blocks = self._check(teacher)
         seen: dict[int, torch.Tensor] = {}
 
@@ -111,14 +112,14 @@ class Discriminator(nn.Module):
 
         handles = [blocks[i].register_forward_hook(keep(i)) for i in sorted(set(self.block_ids))]
         try:
-            teacher(x_scaled, s, text, mask)
+            teacher(x_scaled, s, text, mask, **({} if cond is None else {"cond": cond}))
         finally:
             for h in handles:
                 h.remove()
         return [seen[i] for i in self.block_ids]
 
     def forward(self, teacher, x_scaled: torch.Tensor, s: torch.Tensor, text: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+                mask: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, N * K): each head's (B, N) output, concatenated over the K heads."""
-        feats = self.features(teacher, x_scaled, s, text, mask)
+        feats = self.features(teacher, x_scaled, s, text, mask, cond)
         return torch.cat([head(f) for head, f in zip(self.heads, feats)], dim=1)

@@ -1,6 +1,7 @@
 """Save / load a distilled sCM student as a diffusers-style folder: `transformer/` (SanaTransformer2DModel with the
 guidance embedding; the logvar head is a training-only module and is dropped), `scheduler/` (diffusers SCMScheduler,
-TrigFlow prediction) and `sprint_bench.json` (config, hash, step, sampling schedules, CFG scale w)."""
+TrigFlow prediction), `controlnet/` for a ControlNet student, and `sprint_bench.json` (config, hash, step, sampling
+schedules, CFG scale w, ControlNet settings)."""
 from __future__ import annotations
 
 import filecmp
@@ -13,6 +14,7 @@ from pathlib import Path
 from diffusers import SanaTransformer2DModel, SCMScheduler
 
 from sprint_bench.config import config_hash, from_dict, to_dict
+from sprint_bench.models.control_export import control_meta, load_controlnet, save_controlnet
 from sprint_bench.models.trigflow import TrigFlowModel
 from sprint_bench.param.trigflow import SIGMA_DATA
 from sprint_bench.samplers.scm import validate_schedule
@@ -22,7 +24,7 @@ _REQUIRED = ("transformer/config.json", "scheduler/scheduler_config.json")
 _WEIGHTS = ("transformer/diffusion_pytorch_model.safetensors",
             "transformer/diffusion_pytorch_model.safetensors.index.json")
 _RESERVED = ("kind", "config", "config_hash", "global_step", "schedules", "guidance_scale", "guidance_embeds",
-             "sigma_data")
+             "sigma_data", "control")
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -38,11 +40,14 @@ def student_meta(model: TrigFlowModel, cfg, global_step: int, schedules: dict[in
     clash = set(extra_meta or {}) & set(_RESERVED)
     if clash:
         raise ValueError(f"extra_meta may not set the reserved keys {sorted(clash)}")
-    return {"kind": "scm_student", "config": to_dict(cfg), "config_hash": config_hash(cfg),
+    meta = {"kind": "scm_student", "config": to_dict(cfg), "config_hash": config_hash(cfg),
             "global_step": int(global_step),
             "schedules": {str(int(k)): list(validate_schedule(v, int(k))) for k, v in sorted(schedules.items())},
             "guidance_scale": float(guidance_scale), "guidance_embeds": bool(model.guidance_embeds),
             "sigma_data": SIGMA_DATA, **(extra_meta or {})}
+    if model.controlnet is not None:
+        meta["control"] = control_meta(cfg, model.controlnet)
+    return meta
 
 
 def export_student(model: TrigFlowModel, cfg, out_dir: str | Path, global_step: int, schedules: dict[int, tuple],
@@ -61,6 +66,8 @@ def export_student(model: TrigFlowModel, cfg, out_dir: str | Path, global_step: 
     try:
         model.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)
         SCMScheduler(sigma_data=SIGMA_DATA, prediction_type="trigflow").save_pretrained(tmp / "scheduler")
+        if model.controlnet is not None:
+            save_controlnet(model.controlnet, tmp)
         (tmp / META).write_text(text)
         if out.exists():
             if _same_tree(tmp, out):
@@ -96,5 +103,8 @@ def load_student(path: str | Path):
     meta["schedules"] = {int(k): tuple(v) for k, v in meta["schedules"].items()}
     cfg = from_dict(meta["config"])
     transformer = SanaTransformer2DModel.from_pretrained(path / "transformer")
-    model = TrigFlowModel(transformer, logvar=False).eval().requires_grad_(False)
-    return cfg, model, meta
+    control = meta.get("control")
+    model = TrigFlowModel(transformer, logvar=False,
+                          controlnet=load_controlnet(transformer, path) if control else None,
+                          conditioning_scale=control["conditioning_scale"] if control else 1.0)
+    return cfg, model.eval().requires_grad_(False), meta

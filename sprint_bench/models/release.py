@@ -11,6 +11,7 @@ from sprint_bench.config import config_hash, from_dict, to_dict
 from sprint_bench.models.sana import FlowBackbone
 
 RELEASED_TEACHER = Path(__file__).resolve().parents[2] / "releases" / "teacher"
+RELEASED_CONTROLNET_TEACHER = RELEASED_TEACHER.with_name("controlnet-teacher")
 
 
 def export_teacher(backbone: FlowBackbone, cfg, out_dir: str | Path, global_step: int) -> Path:

@@ -10,6 +10,7 @@ import torch
 from diffusers import SanaTransformer2DModel
 from torch import nn
 
+from sprint_bench.models.controlnet import controlled_forward, tile_condition
 from sprint_bench.param.trigflow import fm_input, tau_from_t, trigflow_output
 
 GUIDANCE_EMBEDS_SCALE = 0.1  # the guidance embedding sees 0.1 * w (SANA-Sprint §4.3; diffusers guidance_embeds_scale)
@@ -29,8 +30,9 @@ class SdpaMathProcessor:
             return self.inner(*args, **kwargs)
 
 
-def use_math_attention(transformer: SanaTransformer2DModel) -> None:
-    """Wrap every softmax-attention processor (cross-attention) so it runs on the MATH SDPA backend."""
+def use_math_attention(transformer: nn.Module) -> None:
+    """Wrap every softmax-attention processor (cross-attention) of a transformer or ControlNet (anything with
+    ``transformer_blocks``) so it runs on the MATH SDPA backend."""
     for block in transformer.transformer_blocks:
         attn = block.attn2
         if attn is not None and not isinstance(attn.processor, SdpaMathProcessor):
@@ -66,11 +68,17 @@ class TrigFlowModel(nn.Module):
     """F_theta(x_t / sigma_d, t, y, w): a flow-matching velocity transformer seen through the TrigFlow conversion.
 
     ``logvar=True`` adds the adaptive-weight head l(t, w) = Linear_{C->1}(e) on the conditioning e = TimeEmb(tau) +
-    GuidEmb(0.1 w) (method reference §4.5; zero-initialised here so every weight starts at 1)."""
+    GuidEmb(0.1 w) (method reference §4.5; zero-initialised here so every weight starts at 1). With a ``controlnet``
+    (built on ``transformer``) the model takes the edge condition ``cond`` (SANA-Sprint §4.4)."""
 
-    def __init__(self, transformer: SanaTransformer2DModel, logvar: bool = False):
+    def __init__(self, transformer: SanaTransformer2DModel, logvar: bool = False, controlnet: nn.Module | None = None,
+                 conditioning_scale: float = 1.0):
         super().__init__()
         self.transformer = transformer
+        self.controlnet = controlnet
+        self.conditioning_scale = conditioning_scale
+        if controlnet is not None and controlnet.base is not transformer:
+            raise ValueError("the ControlNet was built on another transformer")
         self.guidance_embeds = bool(transformer.config.get("guidance_embeds", False))
         self.logvar_head = nn.Linear(transformer.config.num_attention_heads * transformer.config.attention_head_dim,
                                      1) if logvar else None
@@ -84,21 +92,29 @@ class TrigFlowModel(nn.Module):
         self._emb = output[1]  # (adaLN modulation, summed embedding e)
 
     def velocity(self, x_fm: torch.Tensor, tau: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
-                 guidance: torch.Tensor | None = None) -> torch.Tensor:
-        """The raw flow-matching velocity v(x_FM, tau, y[, w])."""
-        kwargs = {}
+                 guidance: torch.Tensor | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The raw flow-matching velocity v(x_FM, tau, y[, w][, c])."""
+        g = None
         if self.guidance_embeds:
             if guidance is None:
                 raise ValueError("this model has a guidance embedding: pass the CFG scale w")
-            kwargs["guidance"] = guidance.to(x_fm.dtype).expand(x_fm.shape[0]) * GUIDANCE_EMBEDS_SCALE
+            g = guidance.to(x_fm.dtype).expand(x_fm.shape[0]) * GUIDANCE_EMBEDS_SCALE
+        if (cond is not None) != (self.controlnet is not None):
+            raise ValueError("a ControlNet model needs the condition `cond`" if self.controlnet is not None
+                             else "this model has no ControlNet: do not pass `cond`")
+        if self.controlnet is not None:
+            return controlled_forward(self.transformer, self.controlnet, x_fm, tau, text, mask,
+                                      tile_condition(cond.to(x_fm.dtype), x_fm.shape[0]), g, self.conditioning_scale)
+        kwargs = {} if g is None else {"guidance": g}
         return self.transformer(hidden_states=x_fm, encoder_hidden_states=text, timestep=tau,
                                 encoder_attention_mask=mask, return_dict=False, **kwargs)[0]
 
     def forward(self, x_scaled: torch.Tensor, t: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
-                guidance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                guidance: torch.Tensor | None = None, cond: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(F, logvar): F has the shape of x_scaled; logvar is (B,) or None. t has shape (B,)."""
         t = t.reshape(-1).to(x_scaled.dtype).expand(x_scaled.shape[0])
-        v = self.velocity(fm_input(x_scaled, t), tau_from_t(t), text, mask, guidance)
+        v = self.velocity(fm_input(x_scaled, t), tau_from_t(t), text, mask, guidance, cond)
         F = trigflow_output(x_scaled, t, v)
         logvar = None
         if self.logvar_head is not None:

@@ -1,6 +1,11 @@
 """`sprint-bench report`: the paper-style report of a suite, built only from MLflow (search_runs + artifacts):
 reports/<suite>/report.md, a self-contained report.html, table2.tex, pareto.png and the sample grids; the Pareto
-plot and the report are also logged to MLflow as a run of kind "report"."""
+plot and the report are also logged to MLflow as a run of kind "report".
+
+ControlNet (edge-map conditioned) rows are kept out of Tables 2/3 and the Pareto plot (they see the layout, so their
+FD / GenEval are not comparable with text-only generation) and reported in their own table (table4.tex) beside the
+unconditioned baselines scored against the same conditions; without rows that have an edge-F1 metric the report is
+what it was before."""
 from __future__ import annotations
 
 import base64
@@ -16,6 +21,10 @@ from sprint_bench.report import paper, tables
 from sprint_bench.report.collect import Row, collect
 from sprint_bench.tracking.eval_runs import KIND
 
+CONTROL_NOTE = ("Edge F1 compares the edges of each generated image with the thickness-1 edges of its condition "
+                "(a render of the same prompt from the image's seed; see the edge F1 protocol above). Rows marked "
+                "\"no (baseline)\" never saw the condition: their score is what text alone reaches. ControlNet rows "
+                "(\"yes\") are reported here only, not in Tables 2 and 3 or the Pareto plot.")
 SMOKE_BANNER = ("SMOKE RUN (micro preset, `make quick`): tiny models trained for a few steps and a handful of "
                 "prompts. It checks the pipeline end to end; its numbers mean nothing.")
 
@@ -113,9 +122,12 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
         return out / "report.md", False
     out.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri)
-    students = [r for r in rows if not r.is_teacher]
+    main = [r for r in rows if not r.is_control]
+    students = [r for r in main if not r.is_teacher]
     hybrid = next((r.training for r in students if r.model.endswith("hybrid") and r.training), {})
-    t2 = tables.table(rows, tables.TABLE2_COLUMNS)
+    t2 = tables.table(main, tables.TABLE2_COLUMNS)
+    ctrl = tables.control_rows(rows)
+    t4 = tables.table(ctrl, tables.CONTROL_COLUMNS) if ctrl else None
     t3_rows = [r for r in students if r.steps in (1, 2)]
     t3_rows.sort(key=lambda r: (r.steps, r.model))
     t3 = tables.table(t3_rows, tables.TABLE3_COLUMNS, hybrid)
@@ -123,11 +135,16 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
            "CLIP (ViT-L/14)", "GenEval"], [[str(c) for c in row] for row in paper.TABLE2])
     p3 = (["Loss (paper, 2 steps)", "FID (MJHQ-30K)", "CLIP (ViT-L/14)"], [[str(c) for c in r] for r in paper.TABLE3])
     pa = (["Axis (paper)", "Setting", "FID (MJHQ-30K)", "CLIP (ViT-L/14)"], [[str(c) for c in r] for r in paper.AXES])
-    pareto = pareto_figure(rows, out / "pareto.png")
+    pareto = pareto_figure(main, out / "pareto.png")
     grids = download_grids(client, rows, out / "grids")
     (out / "table2.tex").write_text(tables.latex(*t2, f"{suite}: quality and speed of every model and step count "
                                                        "(GenEval-Shapes world; see report.md for the protocol)"))
     (out / "table3.tex").write_text(tables.latex(*t3, f"{suite}: distillation ablations"))
+    if t4 is not None:
+        (out / "table4.tex").write_text(tables.latex(*t4, f"{suite}: ControlNet edge-map fidelity (edge F1, 1 px "
+                                                           "tolerance) against unconditioned baselines"))
+    else:
+        (out / "table4.tex").unlink(missing_ok=True)
 
     def doc(embed: bool) -> list[tuple[str, object]]:
         parts: list[tuple[str, object]] = [("h1", f"sprint_bench report: {suite}")]
@@ -137,8 +154,10 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
                         "below is an MLflow metric of the run named in report.json, rounded for display."),
                   ("h2", "What was measured"), ("list", protocol_lines(rows)),
                   ("h2", "Table 2 (ours): every model and step count"), ("table", t2),
-                  ("h2", "Table 3 (ours): distillation ablations"), ("table", t3),
-                  ("h2", "Quality vs latency"), ("img", _img(pareto, embed, out)),
+                  ("h2", "Table 3 (ours): distillation ablations"), ("table", t3)]
+        if t4 is not None:
+            parts += [("h2", "ControlNet (ours): edge-map condition fidelity"), ("p", CONTROL_NOTE), ("table", t4)]
+        parts += [("h2", "Quality vs latency"), ("img", _img(pareto, embed, out)),
                   ("h2", "For reference: the paper's published numbers"), ("p", paper.SOURCE),
                   ("table", p2), ("table", p3), ("table", pa), ("h2", "Sample grids (same prompts and seeds)")]
         for r in rows:
@@ -183,7 +202,8 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
     if log_to_mlflow:
         exp_id = client.get_experiment_by_name(experiment).experiment_id
         run = client.create_run(exp_id, run_name=f"report {suite}", tags={KIND: "report", "suite": suite})
-        for f in ("report.md", "report.html", "table2.tex", "table3.tex", "pareto.png", "report.json"):
-            client.log_artifact(run.info.run_id, str(out / f))
+        for f in ("report.md", "report.html", "table2.tex", "table3.tex", "table4.tex", "pareto.png", "report.json"):
+            if (out / f).exists():
+                client.log_artifact(run.info.run_id, str(out / f))
         client.set_terminated(run.info.run_id)
     return out / "report.md", True

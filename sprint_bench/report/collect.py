@@ -23,7 +23,13 @@ class Row:
 
     @property
     def is_teacher(self) -> bool:
+        """The plain flow-matching teacher (the Table-2 teacher curve); a ControlNet teacher is not one."""
         return self.params.get("method", "").startswith("flow matching")
+
+    @property
+    def is_control(self) -> bool:
+        """A ControlNet generator (edge-map conditioned): reported in the ControlNet table only."""
+        return "control" in self.params or "ControlNet" in self.params.get("method", "")
 
     def metric(self, key: str) -> float | None:
         return self.metrics.get(key)

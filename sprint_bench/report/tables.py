@@ -22,6 +22,13 @@ TABLE3_COLUMNS = [
     ("FD (EfficientNet-Lite0)", "fd_effnet_lite0", "{:.2f}"), ("CLIP score (shapes-CLIP)", "clip_score_shapes", "{:.2f}"),
     ("GenEval-Shapes", "geneval_overall", "{:.3f}"),
 ]
+CONTROL_COLUMNS = [
+    ("Model", "@model", "{}"), ("Method", "@method", "{}"), ("Conditioned", "@conditioned", "{}"),
+    ("Steps", "@steps", "{}"), ("NFE", "@nfe", "{}"), ("Latency b1 (ms)", "latency_e2e_ms_median", "{:.1f}"),
+    ("Edge F1 (1 px)", "edge_f1_tol1", "{:.3f}"), ("Edge precision", "edge_precision_tol1", "{:.3f}"),
+    ("Edge recall", "edge_recall_tol1", "{:.3f}"), ("FD (EfficientNet-Lite0)", "fd_effnet_lite0", "{:.2f}"),
+    ("GenEval-Shapes", "geneval_overall", "{:.3f}"),
+]
 IGNORED_AXES = ("distill/teacher", "distill/debug_nan_steps", "distill/eval_steps")
 
 
@@ -29,6 +36,13 @@ def label(row: Row) -> str:
     if row.is_teacher:
         return f"Flow teacher (Euler, CFG {float(row.params.get('cfg_scale', 0)):g})"
     return f"{row.method} ({row.model})"
+
+
+def control_rows(rows: list[Row]) -> list[Row]:
+    """Rows with an edge-F1 metric: the unconditioned baselines (plain teacher / students scored against the same
+    conditions) first, then the ControlNet generators; each by model and steps."""
+    have = [r for r in rows if r.metric("edge_f1_tol1") is not None]
+    return sorted(have, key=lambda r: (r.is_control, not r.is_teacher, r.model, r.steps))
 
 
 def setting(row: Row, reference: dict) -> str:
@@ -45,7 +59,9 @@ def cell(row: Row, key: str, fmt: str, reference: dict | None = None) -> str:
     if key.startswith("@"):
         attr = key[1:]
         value = {"label": lambda: label(row), "setting": lambda: setting(row, reference or {}),
-                 "params_m": lambda: int(row.params["params"]) / 1e6}.get(attr, lambda: getattr(row, attr))()
+                 "params_m": lambda: int(row.params["params"]) / 1e6,
+                 "conditioned": lambda: "yes" if row.is_control else "no (baseline)"
+                 }.get(attr, lambda: getattr(row, attr))()
     else:
         value = row.metric(key)
         if value is None:

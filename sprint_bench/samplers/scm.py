@@ -102,24 +102,27 @@ def to_model_range(x0: torch.Tensor, sigma_d: float = SIGMA_DATA) -> torch.Tenso
     return x0 / sigma_d
 
 
-def trigflow_model_fn(model, text: torch.Tensor, mask: torch.Tensor, guidance: float | torch.Tensor | None = None
-                      ) -> ModelFn:
-    """Adapter: a :class:`~sprint_bench.models.trigflow.TrigFlowModel` with fixed text and CFG scale w as a
-    ``model_fn(x_scaled, t) -> F_theta`` (the logvar output is dropped)."""
+def trigflow_model_fn(model, text: torch.Tensor, mask: torch.Tensor, guidance: float | torch.Tensor | None = None,
+                      cond: torch.Tensor | None = None) -> ModelFn:
+    """Adapter: a :class:`~sprint_bench.models.trigflow.TrigFlowModel` with fixed text, CFG scale w and (ControlNet)
+    condition as a ``model_fn(x_scaled, t) -> F_theta`` (the logvar output is dropped)."""
 
     def model_fn(x_scaled: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         w = None if guidance is None else torch.as_tensor(guidance, dtype=x_scaled.dtype, device=x_scaled.device
                                                           ).reshape(-1).expand(x_scaled.shape[0])
-        return model(x_scaled, t, text, mask, guidance=w)[0]
+        kwargs = {} if cond is None else {"cond": cond.to(x_scaled.device, x_scaled.dtype)}
+        return model(x_scaled, t, text, mask, guidance=w, **kwargs)[0]
 
     return model_fn
 
 
 def sample_student(model, text: torch.Tensor, mask: torch.Tensor, guidance: float | torch.Tensor | None,
-                   noise: NoiseFn | Sequence[torch.Tensor], timesteps: Sequence[float], **kwargs) -> torch.Tensor:
-    """A TrigFlow student sampled over ``timesteps`` with fixed text and w, returned in model range u = x0 / sigma_d
-    (what the evaluation, the latency pipeline and the training grids all need)."""
-    return to_model_range(scm_sample(trigflow_model_fn(model, text, mask, guidance), noise, timesteps, **kwargs))
+                   noise: NoiseFn | Sequence[torch.Tensor], timesteps: Sequence[float],
+                   cond: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    """A TrigFlow student sampled over ``timesteps`` with fixed text, w and ControlNet condition, returned in model
+    range u = x0 / sigma_d (what the evaluation, the latency pipeline and the training grids all need)."""
+    return to_model_range(scm_sample(trigflow_model_fn(model, text, mask, guidance, cond), noise, timesteps,
+                                     **kwargs))
 
 
 def seeded_step_noise(seeds: Sequence[int], shape: tuple[int, ...], steps: int) -> list[torch.Tensor]:

@@ -2,6 +2,7 @@
 as params, numbers as metrics, grids / per-image GenEval tables / raw timings as artifacts."""
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from contextlib import contextmanager
@@ -66,9 +67,12 @@ class EvalTracker:
 
     def _model_params(self) -> dict:
         m = self.model
-        return {"model": m.name, "method": m.method, "model_id": m.model_id, "model_path": str(m.path),
-                "params": m.params, "resolution": m.resolution, "config_hash": m.meta["config_hash"],
-                "global_step": m.meta["global_step"]}
+        out = {"model": m.name, "method": m.method, "model_id": m.model_id, "model_path": str(m.path),
+               "params": m.params, "resolution": m.resolution, "config_hash": m.meta["config_hash"],
+               "global_step": m.meta["global_step"]}
+        if getattr(m, "control", None):  # ControlNet generators only: the report keys its ControlNet table on it
+            out["control"] = json.dumps(m.control, sort_keys=True)
+        return out
 
     @contextmanager
     def child(self, steps: int, cfg_scale: float, settings, protocol_hash: str):
