@@ -46,11 +46,6 @@ def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float().div(127.5).sub(1.0)
 
 
-def edges_to_condition(edges_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 {0, 1} edge maps (B, H, W) -> the ControlNet input (B, 3, H, W) in {-1, 1} (as ``edge_condition``)."""
-    return edges_uint8.float().mul(2.0).sub(1.0)[:, None].expand(-1, 3, -1, -1)
-
-
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float [-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3)."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

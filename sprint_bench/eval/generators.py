@@ -36,6 +36,11 @@ def resolve_checkpoint(spec: str | Path) -> Path:
                             f"run folder under runs/")
 
 
+def export_kind(path: Path) -> str | None:
+    """The ``kind`` recorded in an exported folder's ``sprint_bench.json`` (read before any weights load)."""
+    return json.loads((path / "sprint_bench.json").read_text()).get("kind")
+
+
 class _Exported:
     """What every exported generator reports the same way (needs ``name``, ``cfg`` and ``meta``)."""
 
@@ -200,7 +205,7 @@ class SprintStudent(_Exported):
 
 def load_generator(spec: str | Path) -> FlowTeacher | ControlFlowTeacher | SprintStudent:
     path = resolve_checkpoint(spec)
-    kind = json.loads((path / "sprint_bench.json").read_text()).get("kind")
+    kind = export_kind(path)
     if kind == "flow_matching_teacher":
         return FlowTeacher(path, *load_teacher(path))
     if kind == "controlnet_teacher":

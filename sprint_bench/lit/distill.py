@@ -11,7 +11,8 @@ import math
 import lightning as L
 import torch
 
-from sprint_bench.data.datamodule import edges_to_condition, to_model_range
+from sprint_bench.data.datamodule import to_model_range
+from sprint_bench.data.shapes.edges import edges_to_condition
 from sprint_bench.lit.teacher import lr_lambda
 from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty
 from sprint_bench.losses.scm import (jvp_autograd, jvp_finite_difference, normalize_tangent, scm_loss, scm_tangent,

@@ -10,7 +10,8 @@ import math
 import lightning as L
 import torch
 
-from sprint_bench.data.datamodule import edges_to_condition, to_model_range
+from sprint_bench.data.datamodule import to_model_range
+from sprint_bench.data.shapes.edges import edges_to_condition
 from sprint_bench.losses.flow_matching import flow_matching_loss, interpolate
 from sprint_bench.models.sana import FlowBackbone, build_sana
 from sprint_bench.models.text_encoder import CaptionCache
@@ -79,7 +80,8 @@ class TeacherModule(L.LightningModule):
                 # warm EMA: the effective decay grows with the step so early averages are not stuck at init
                 d = min(d, (1 + self.global_step) / (10 + self.global_step))
                 for pe, p in zip(self.ema.parameters(), self.model.parameters()):
-                    pe.lerp_(p.detach(), 1 - d)
+                    if p.requires_grad:  # a ControlNet teacher's frozen base is equal in both already
+                        pe.lerp_(p.detach(), 1 - d)
 
     def configure_optimizers(self):
         tc = self.cfg.train

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from sprint_bench.config import ConfigError, config_hash
-from sprint_bench.eval.generators import resolve_checkpoint
+from sprint_bench.eval.generators import export_kind, resolve_checkpoint
 from sprint_bench.lit.fit import finished_export, fit_resumable, seeded_data
 from sprint_bench.lit.teacher import TeacherModule
 from sprint_bench.lit.train_distill import check_same_setup
@@ -31,14 +31,10 @@ def load_base(cfg):
         path = resolve_checkpoint(cfg.control.base)
     except FileNotFoundError as e:
         raise ConfigError(str(e), key="control.base") from None
-    try:
-        t_cfg, backbone, meta = load_teacher(path)
-    except (FileNotFoundError, OSError, ValueError) as e:
-        raise ConfigError(f"control.base {path} is not a flow-matching teacher export: {e}",
-                          key="control.base") from None
-    if meta.get("kind") != "flow_matching_teacher":
-        raise ConfigError(f"control.base {path} is a {meta.get('kind')!r}, not a flow-matching teacher",
-                          key="control.base")
+    kind = export_kind(path)
+    if kind != "flow_matching_teacher":
+        raise ConfigError(f"control.base {path} is a {kind!r}, not a flow-matching teacher", key="control.base")
+    t_cfg, backbone, meta = load_teacher(path)
     check_same_setup(cfg, t_cfg, path)
     return path, backbone.transformer, meta
 

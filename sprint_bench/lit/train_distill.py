@@ -2,14 +2,13 @@
 loadable checkpoint, same MLflow run) and exported as a diffusers folder (transformer + SCMScheduler)."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 
 from sprint_bench.config import ConfigError, config_hash, to_dict
-from sprint_bench.eval.generators import resolve_checkpoint
+from sprint_bench.eval.generators import export_kind, resolve_checkpoint
 from sprint_bench.lit.distill import DistillModule
 from sprint_bench.lit.fit import finished_export, fit_resumable, seeded_data
 from sprint_bench.lit.train_teacher import grid_condition, grid_prompt_ids, run_dir
@@ -45,7 +44,7 @@ def load_matching_teacher(cfg):
         path = resolve_checkpoint(cfg.distill.teacher)
     except FileNotFoundError as e:
         raise ConfigError(str(e), key="distill.teacher") from None
-    kind = json.loads((path / "sprint_bench.json").read_text()).get("kind")
+    kind = export_kind(path)
     want = "controlnet_teacher" if cfg.control.enabled else "flow_matching_teacher"
     if kind != want:
         raise ConfigError(f"distill.teacher {path} is a {kind!r} but control.enabled={cfg.control.enabled} needs a "

@@ -115,7 +115,7 @@ def test_student_equals_controlnet_teacher_at_initialisation(root, cn_teacher):
     module = DistillModule(cfg, dm.captions, transformer, controlnet)
     images, ids, edges = next(iter(dm.train_dataloader()))
     assert edges.dtype == torch.uint8 and edges.shape == (4, 32, 32) and edges.sum() > 0
-    from sprint_bench.data.datamodule import edges_to_condition
+    from sprint_bench.data.shapes.edges import edges_to_condition
 
     cond = edges_to_condition(edges)
     text, mask = module.text(ids)

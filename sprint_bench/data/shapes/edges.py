@@ -118,10 +118,13 @@ def edge_map(images, thickness: int = 1) -> np.ndarray:
     return edges[0] if single else edges
 
 
+def edges_to_condition(edges: torch.Tensor) -> torch.Tensor:
+    """{0, 1} edge maps (B, H, W) -> the ControlNet input: float32 (B, 3, H, W) in {-1, 1} (edge = 1), a view of the
+    map on 3 channels."""
+    return edges.float().mul(2.0).sub(1.0)[:, None].expand(-1, 3, -1, -1)
+
+
 def edge_condition(images, thickness: int = 1) -> torch.Tensor:
-    """The model input for a ControlNet: float32 (B, 3, H, W) in {-1, 1} (edge = 1), the edge map on 3 channels."""
+    """The model input for a ControlNet from uint8 images: :func:`edges_to_condition` of their edge maps."""
     e = edge_map(images, thickness)
-    if e.ndim == 2:
-        e = e[None]
-    t = torch.from_numpy(e).float().mul(2.0).sub(1.0)
-    return t[:, None].expand(-1, 3, -1, -1).contiguous()
+    return edges_to_condition(torch.from_numpy(e if e.ndim == 3 else e[None])).contiguous()
