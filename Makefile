@@ -81,8 +81,8 @@ controlnet-teacher: setup clip-scorer ## ControlNet teacher: train on the frozen
 	$(BIN)/sprint-bench train-controlnet --config experiments/controlnet/teacher.yaml --release $(ARGS)
 	$(BIN)/sprint-bench eval controlnet-teacher --steps 20 $(CONTROL_EVAL)
 
-CONTROL_SPRINT ?= experiments/controlnet/sprint.yaml
-controlnet-sprint: setup clip-scorer ## ControlNet student (CONTROL_SPRINT, default the hybrid): distil, evaluate at 1, 2, 4 steps
+CONTROL_SPRINT ?= experiments/controlnet/sprint-scm.yaml
+controlnet-sprint: setup clip-scorer ## ControlNet student (CONTROL_SPRINT, default sCM only; sprint.yaml: the hybrid): distil, evaluate at 1, 2, 4 steps
 	$(BIN)/sprint-bench distill --metrics $(CONTROL_METRICS) --config $(CONTROL_SPRINT) $(ARGS)
 
 controlnet-baseline: setup clip-scorer ## unconditioned baselines with edge F1: the teacher (20 steps) and STUDENT (1 step)

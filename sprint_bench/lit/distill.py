@@ -59,6 +59,13 @@ class DistillModule(L.LightningModule):
     def text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text_hidden[ids], self.text_mask[ids]
 
+    def batch_inputs(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x0 in TrigFlow data units, text, mask, condition) of a DataModule batch; the condition is the ControlNet
+        edge map of each image (None without ControlNet)."""
+        images, ids, *edges = batch
+        text, mask = self.text(ids)
+        return SIGMA_DATA * to_model_range(images), text, mask, edges_to_condition(edges[0]) if edges else None
+
     def sampling_model(self) -> TrigFlowModel:
         return self.ema if self.ema is not None else self.student
 
@@ -135,22 +142,28 @@ class DistillModule(L.LightningModule):
     def d_logits(self, x, s, text, mask, cond=None) -> torch.Tensor:
         return self.disc(self.teacher, x / SIGMA_DATA, s, text, mask, cond)
 
-    def generator_loss(self, x0, text, mask, gen, k: int, cond=None) -> tuple[torch.Tensor, dict]:
+    def generator_parts(self, x0, text, mask, gen, k: int, cond=None) -> tuple[dict[str, torch.Tensor], dict]:
+        """The weighted generator loss terms {"scm": lambda_sCM L_sCM, "adv": lambda_adv L_adv} (those in use) and
+        their logs; their sum is the generator loss (SANA-Sprint Eq. 11)."""
         d = self.cfg.distill
         w = self.draw_w(x0.shape[0], gen)
-        loss, logs = torch.zeros((), device=self.device), {}
+        parts, logs = {}, {}
         if d.uses_scm:
             l_scm, logs = self.scm_part(x0, text, mask, w, gen, k, cond)
-            loss = loss + d.scm_weight * l_scm
+            parts["scm"] = d.scm_weight * l_scm
             logs["loss_scm"] = l_scm.detach()
         if d.uses_adv:
             x0_hat = self.one_step_x0(x0, text, mask, w, gen, cond)
             s = self.renoise_time(x0.shape[0], gen)
             l_adv = g_adv_loss(self.d_logits(trig_noise(x0_hat, SIGMA_DATA * self.randn(x0, gen), s), s, text, mask,
                                              cond))
-            loss = loss + d.adv_weight * l_adv
+            parts["adv"] = d.adv_weight * l_adv
             logs["loss_g_adv"] = l_adv.detach()
-        return loss, logs
+        return parts, logs
+
+    def generator_loss(self, x0, text, mask, gen, k: int, cond=None) -> tuple[torch.Tensor, dict]:
+        parts, logs = self.generator_parts(x0, text, mask, gen, k, cond)
+        return sum(parts.values(), torch.zeros((), device=self.device)), logs
 
     def discriminator_loss(self, x0, text, mask, gen, cond=None) -> tuple[torch.Tensor, dict]:
         """Real = re-noised data; fake = re-noised student one-step x0 (+ rolled real pairs); hinge (§6.3-6.5)."""
@@ -182,13 +195,10 @@ class DistillModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------ training
     def training_step(self, batch, batch_idx):
-        images, ids, *edges = batch
-        cond = edges_to_condition(edges[0]) if edges else None  # ControlNet: the edge map of each image
+        x0, text, mask, cond = self.batch_inputs(batch)
         k = int(self.k)
         phase = self.phase(k)
         gen = self.step_generator(k)
-        x0 = SIGMA_DATA * to_model_range(images)
-        text, mask = self.text(ids)
         opts = self.optimizers()
         opt_g, opt_d = (opts if isinstance(opts, list) else [opts, None])[:2]
         if phase == "G":

@@ -31,6 +31,13 @@ class Row:
         """A ControlNet generator (edge-map conditioned): reported in the ControlNet table only."""
         return "control" in self.params or "ControlNet" in self.params.get("method", "")
 
+    @property
+    def trained_steps(self) -> int | None:
+        """Training steps of the evaluated export (its model id ends in ``-step<N>``): tells apart two runs of one
+        config name trained for different lengths."""
+        head, sep, tail = self.model_id.rpartition("-step")
+        return int(tail) if sep and tail.isdigit() else None
+
     def metric(self, key: str) -> float | None:
         return self.metrics.get(key)
 

@@ -23,8 +23,9 @@ TABLE3_COLUMNS = [
     ("GenEval-Shapes", "geneval_overall", "{:.3f}"),
 ]
 CONTROL_COLUMNS = [
-    ("Model", "@model", "{}"), ("Method", "@method", "{}"), ("Conditioned", "@conditioned", "{}"),
-    ("Steps", "@steps", "{}"), ("NFE", "@nfe", "{}"), ("Latency b1 (ms)", "latency_e2e_ms_median", "{:.1f}"),
+    ("Model", "@model", "{}"), ("Method", "@method", "{}"), ("Trained steps", "@trained_steps", "{}"),
+    ("Conditioned", "@conditioned", "{}"), ("Steps", "@steps", "{}"), ("NFE", "@nfe", "{}"),
+    ("Latency b1 (ms)", "latency_e2e_ms_median", "{:.1f}"),
     ("Edge F1 (1 px)", "edge_f1_tol1", "{:.3f}"), ("Edge precision", "edge_precision_tol1", "{:.3f}"),
     ("Edge recall", "edge_recall_tol1", "{:.3f}"), ("FD (EfficientNet-Lite0)", "fd_effnet_lite0", "{:.2f}"),
     ("GenEval-Shapes", "geneval_overall", "{:.3f}"),
@@ -42,7 +43,7 @@ def control_rows(rows: list[Row]) -> list[Row]:
     """Rows with an edge-F1 metric: the unconditioned baselines (plain teacher / students scored against the same
     conditions) first, then the ControlNet generators; each by model and steps."""
     have = [r for r in rows if r.metric("edge_f1_tol1") is not None]
-    return sorted(have, key=lambda r: (r.is_control, not r.is_teacher, r.model, r.steps))
+    return sorted(have, key=lambda r: (r.is_control, not r.is_teacher, r.model, r.trained_steps or 0, r.steps))
 
 
 def setting(row: Row, reference: dict) -> str:
@@ -60,6 +61,7 @@ def cell(row: Row, key: str, fmt: str, reference: dict | None = None) -> str:
         attr = key[1:]
         value = {"label": lambda: label(row), "setting": lambda: setting(row, reference or {}),
                  "params_m": lambda: int(row.params["params"]) / 1e6,
+                 "trained_steps": lambda: "-" if row.trained_steps is None else row.trained_steps,
                  "conditioned": lambda: "yes" if row.is_control else "no (baseline)"
                  }.get(attr, lambda: getattr(row, attr))()
     else:

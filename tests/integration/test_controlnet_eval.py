@@ -109,8 +109,8 @@ def test_edge_f1_for_controlnet_and_plain_teacher_then_report(models, tmp_path, 
     table2 = sections["Table 2 (ours): every model and step count"]
     control = sections["ControlNet (ours): edge-map condition fidelity"]
     assert "Flow teacher" in table2 and "ControlNet" not in table2
-    assert "| teacher | flow matching (Euler, CFG) | no (baseline) |" in control
-    assert "| controlnet-teacher | ControlNet teacher (Euler, CFG) | yes |" in control
+    assert "| teacher | flow matching (Euler, CFG) | 0 | no (baseline) |" in control  # exported at step 0
+    assert "| controlnet-teacher | ControlNet teacher (Euler, CFG) | 0 | yes |" in control
     assert f"{row['edge_f1_tol1']:.3f}" in control and f"{prow['edge_f1_tol1']:.3f}" in control
     assert (tmp_path / "report" / "table4.tex").exists()
 

@@ -108,6 +108,51 @@ def test_kill_and_resume_keeps_phase_and_warmup(tmp_path, teacher):
     assert meta(resumed)["k"] == 8
 
 
+def test_grad_balance_measures_each_weighted_term(tmp_path, teacher):
+    """The diagnostic's per-term gradients add up to the generator loss's gradient, scale with the term weights, and
+    a checkpoint of another config is refused."""
+    from sprint_bench.lit.distill import DistillModule
+    from sprint_bench.lit.fit import resume_checkpoint, seeded_data
+    from sprint_bench.lit.grad_balance import main, part_grad_norms
+    from sprint_bench.lit.train_distill import load_matching_teacher, run_dir, train_distill
+
+    hybrid = REPO / "experiments/sprint/hybrid.yaml"
+    cfg = micro(hybrid, tmp_path, teacher, "train.max_steps=4")
+    train_distill(cfg)
+    ckpt = resume_checkpoint(run_dir(cfg) / "checkpoints")
+    _, t, _, _ = load_matching_teacher(cfg)
+    dm = seeded_data(cfg)
+    module = DistillModule(cfg, dm.captions, t)
+    batch = next(iter(dm.train_dataloader()))
+    x0, text, mask, cond = module.batch_inputs(batch)
+    assert cond is None  # no ControlNet
+    params = list(module.student.parameters())
+    parts, _ = module.generator_parts(x0, text, mask, module.step_generator(7), 7)
+    assert set(parts) == {"scm", "adv"}
+    per_part = [torch.autograd.grad(v, params, allow_unused=True) for v in parts.values()]
+    total, _ = module.generator_loss(x0, text, mask, module.step_generator(7), 7)
+    for g_total, *g_parts in zip(torch.autograd.grad(total, params, allow_unused=True), *per_part):
+        if g_total is not None:
+            torch.testing.assert_close(g_total, sum(g for g in g_parts if g is not None), rtol=1e-5, atol=1e-8)
+
+    norms = part_grad_norms(module, [batch, batch], 7)
+    module.cfg.distill.adv_weight *= 2  # the adversarial gradient doubles, the sCM one stays
+    doubled = part_grad_norms(module, [batch, batch], 7)
+    assert all(v > 0 for v in norms["scm"] + norms["adv"]) and norms["scm"][0] != norms["scm"][1]  # step k + i
+    assert doubled["scm"] == pytest.approx(norms["scm"], rel=1e-6)
+    assert doubled["adv"] == pytest.approx([2 * v for v in norms["adv"]], rel=1e-5)
+
+    overrides = MICRO + [f"distill.teacher={teacher}", f"output_dir={tmp_path}",
+                         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    out = main(["--config", str(hybrid), "--checkpoint", str(ckpt), "--batches", "2", "--threads", "1", *overrides])
+    assert out["k"] == 4 and out["grad_norm_scm_median"] > 0 and out["adv_over_scm_median"] == pytest.approx(
+        out["grad_norm_adv_median"] / out["grad_norm_scm_median"])
+    with pytest.raises(SystemExit, match="balance needs both terms"):
+        main(["--config", str(REPO / "experiments/sprint/scm.yaml"), *overrides])
+    with pytest.raises(SystemExit, match="does not match"):
+        main(["--config", str(hybrid), "--checkpoint", str(ckpt), *overrides, "distill.head_blocks=[0,0]"])
+
+
 def test_teacher_mismatch_is_a_config_error(tmp_path, teacher):
     from sprint_bench.lit.train_distill import load_matching_teacher
 

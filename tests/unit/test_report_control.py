@@ -5,11 +5,11 @@ from sprint_bench.report import tables
 from sprint_bench.report.collect import Row
 
 
-def _row(model, method, steps, metrics, control=None):
+def _row(model, method, steps, metrics, control=None, model_id=None):
     params = {"method": method, "params": "1000", "cfg_scale": "3.0"}
     if control:
         params["control"] = json.dumps(control)
-    return Row(run_id=f"{model}-{steps}", model=model, model_id=model, method=method, steps=steps, nfe=steps,
+    return Row(run_id=f"{model}-{steps}", model=model, model_id=model_id or model, method=method, steps=steps, nfe=steps,
                params=params, metrics=metrics)
 
 
@@ -38,3 +38,12 @@ def test_control_rows_are_never_the_teacher_and_sort_after_baselines():
     assert body[0][col["Edge precision"]] == "0.600" and body[0][col["Edge recall"]] == "0.400"
     assert body[0][col["FD (EfficientNet-Lite0)"]] == "n/a" and body[1][col["Latency b1 (ms)"]] == "12.0"
     assert tables.control_rows([student]) == []
+
+
+def test_two_trainings_of_one_config_name_are_told_apart_by_their_steps():
+    short = _row("sprint-cn", "sCM only (ControlNet)", 1, dict(EDGE), {"n": 1}, model_id="sprint-cn-abc-step1000")
+    long = _row("sprint-cn", "sCM only (ControlNet)", 1, dict(EDGE), {"n": 1}, model_id="sprint-cn-def-step2000")
+    assert (short.trained_steps, long.trained_steps) == (1000, 2000)
+    assert _row("teacher", "flow matching (Euler, CFG)", 20, {}).trained_steps is None  # no -step suffix
+    header, body = tables.table(tables.control_rows([long, short]), tables.CONTROL_COLUMNS)
+    assert [b[header.index("Trained steps")] for b in body] == ["1000", "2000"]
