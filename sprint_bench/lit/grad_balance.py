@@ -37,7 +37,8 @@ def main(argv=None) -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="the student's experiment YAML")
-    ap.add_argument("--checkpoint", type=Path, help="a Lightning checkpoint of that config (default: the initial student)")
+    ap.add_argument("--checkpoint", type=Path,
+                    help="a Lightning checkpoint of that config (default: the initial student)")
     ap.add_argument("--batches", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("overrides", nargs="*")

@@ -35,7 +35,7 @@ class Row:
     def trained_steps(self) -> int | None:
         """Training steps of the evaluated export (its model id ends in ``-step<N>``): tells apart two runs of one
         config name trained for different lengths."""
-        head, sep, tail = self.model_id.rpartition("-step")
+        _, sep, tail = self.model_id.rpartition("-step")
         return int(tail) if sep and tail.isdigit() else None
 
     def metric(self, key: str) -> float | None:
