@@ -36,6 +36,13 @@ def finished_export(out: Path) -> Path | None:
     return export if (out / "DONE").exists() and (export / "sprint_bench.json").exists() else None
 
 
+def mark_finished(out: Path, logger, artifact_path: str, global_step: int) -> None:
+    """Log ``out/export`` to the run's MLflow artifacts under ``artifact_path`` and write the DONE marker that
+    :func:`finished_export` reads."""
+    logger.experiment.log_artifacts(logger.run_id, str(out / "export"), artifact_path)
+    (out / "DONE").write_text(f"{global_step}\n")
+
+
 def seeded_data(cfg):
     """Seed everything from ``cfg.seed`` and return the set-up shapes DataModule of ``cfg``."""
     from sprint_bench.data.datamodule import ShapesDataModule

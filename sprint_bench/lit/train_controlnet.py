@@ -11,7 +11,7 @@ import torch
 
 from sprint_bench.config import ConfigError, config_hash
 from sprint_bench.eval.generators import export_kind, resolve_checkpoint
-from sprint_bench.lit.fit import finished_export, fit_resumable, seeded_data
+from sprint_bench.lit.fit import finished_export, fit_resumable, mark_finished, seeded_data
 from sprint_bench.lit.teacher import TeacherModule
 from sprint_bench.lit.train_distill import check_same_setup
 from sprint_bench.lit.train_teacher import grid_condition, grid_prompt_ids, run_dir
@@ -57,6 +57,5 @@ def train_controlnet_teacher(cfg) -> Path:
             "base": f"{base_meta['config_hash']}-step{base_meta['global_step']}"}
     trainer, logger = fit_resumable(cfg, module, dm, out, tags, grid_prompt_ids(cfg, dm), cfg.sample.steps)
     export_controlnet_teacher(module.sampling_model(), cfg, export, trainer.global_step)
-    logger.experiment.log_artifacts(logger.run_id, str(export), "controlnet-teacher")
-    (out / "DONE").write_text(f"{trainer.global_step}\n")
+    mark_finished(out, logger, "controlnet-teacher", trainer.global_step)
     return export

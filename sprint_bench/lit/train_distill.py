@@ -10,7 +10,7 @@ import torch
 from sprint_bench.config import ConfigError, config_hash, to_dict
 from sprint_bench.eval.generators import export_kind, resolve_checkpoint
 from sprint_bench.lit.distill import DistillModule
-from sprint_bench.lit.fit import finished_export, fit_resumable, seeded_data
+from sprint_bench.lit.fit import finished_export, fit_resumable, mark_finished, seeded_data
 from sprint_bench.lit.train_teacher import grid_condition, grid_prompt_ids, run_dir
 from sprint_bench.models.export import export_student
 from sprint_bench.models.release import load_teacher
@@ -93,6 +93,5 @@ def train_distill(cfg, extra_callbacks=()) -> Path:
                        cfg.sample.cfg_scale if cfg.distill.guidance_embed else 1.0,
                        extra_meta={"teacher": str(teacher_path), "skipped_steps": int(module.skipped),
                                    "k": int(module.k), "method": cfg.distill.loss})
-        logger.experiment.log_artifacts(logger.run_id, str(export), "student")
-        (out / "DONE").write_text(f"{trainer.global_step}\n")
+        mark_finished(out, logger, "student", trainer.global_step)
     return export

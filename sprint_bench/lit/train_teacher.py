@@ -10,7 +10,7 @@ from sprint_bench.config import ConfigError, config_hash
 from sprint_bench.data.datamodule import ShapesDataModule
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
 from sprint_bench.lit.fit import resume_checkpoint  # noqa: F401 - re-exported
-from sprint_bench.lit.fit import finished_export, fit_resumable, seeded_data
+from sprint_bench.lit.fit import finished_export, fit_resumable, mark_finished, seeded_data
 from sprint_bench.lit.teacher import TeacherModule
 from sprint_bench.models.release import export_teacher
 
@@ -64,6 +64,5 @@ def train_teacher(cfg) -> Path:
     tags = {"kind": "teacher", "config_hash": config_hash(cfg), "config_file": cfg.source}
     trainer, logger = fit_resumable(cfg, module, dm, out, tags, grid_prompt_ids(cfg, dm), cfg.sample.steps)
     export_teacher(module.sampling_model(), cfg, export, trainer.global_step)
-    logger.experiment.log_artifacts(logger.run_id, str(export), "teacher")
-    (out / "DONE").write_text(f"{trainer.global_step}\n")
+    mark_finished(out, logger, "teacher", trainer.global_step)
     return export
