@@ -38,6 +38,8 @@ __all__ = ["load_config", "from_dict", "to_dict", "config_hash", "ConfigError", 
 COMMAND_LINE = "<command line>"
 DEFAULTS = "<defaults>"
 _HASH_EXCLUDED = ("tracking", "output_dir")
+# Fields added after runs were recorded, left out of the hash while at their default so those runs keep it.
+_HASH_LATE_FIELDS = {"distill": ("d_translate",)}
 _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -498,13 +500,18 @@ def config_hash(cfg: ExperimentConfig) -> str:
     ``output_dir``, which do not change results, and ``source``, which
     records only where the config was read from. A ``distill`` or ``control``
     section equal to its defaults is left out too (configs written before them keep
-    their hash). Stable across processes, Python hash seeds and YAML key order; ints given for float fields are
-    stored as floats, so ``lr: 1`` and ``lr: 1.0`` hash alike.
+    their hash), and so is a field of ``_HASH_LATE_FIELDS`` at its default. Stable across processes, Python hash
+    seeds and YAML key order; ints given for float fields are stored as floats, so ``lr: 1`` and ``lr: 1.0`` hash
+    alike.
     """
     data = to_dict(cfg)
     for k in _HASH_EXCLUDED:
         data.pop(k, None)
     defaults = to_dict(ExperimentConfig())
+    for section, names in _HASH_LATE_FIELDS.items():
+        for name in names:
+            if data[section][name] == defaults[section][name]:
+                del data[section][name], defaults[section][name]
     for section in ("distill", "control"):  # a default section leaves the hash of configs written before it unchanged
         if data.get(section) == defaults.get(section):
             data.pop(section)

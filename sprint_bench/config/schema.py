@@ -276,6 +276,9 @@ class DistillConfig:
     d_p_std: float = _field(1.0, "discriminator re-noise time: std of log(sigma_d tan s)", gt=0.0)
     head_blocks: list[int] = _field([1, 3, 5], "teacher blocks tapped by discriminator heads", min=0, min_items=1)
     misaligned_pairs: bool = _field(True, "rolled real (image, caption) pairs count as fakes")
+    d_translate: int = _field(0, "discriminator input augmentation: every real and fake image shifted by its own "
+                              "random (dy, dx), each uniform in [-n, n] pixels, edges replicated, before re-noising "
+                              "(DiffAugment translation; 0 = off, as the paper)", min=0)
     r1_weight: float = _field(0.0, "R1 penalty weight on real samples (0 disables)", min=0.0)
     d_lr: Optional[float] = _field(None, "discriminator learning rate (null: train.lr)", gt=0.0)
     d_grad_clip: float = _field(1.0, "discriminator gradient-norm clip (0 disables)", min=0.0)
@@ -335,6 +338,13 @@ class ExperimentConfig:
         if self.distill.uses_adv and bad:
             raise _cross_error(f"distill.head_blocks {bad} out of range for model.depth={depth} "
                                f"(blocks are 0..{depth - 1})", "distill.head_blocks", "model.depth")
+        n = self.distill.d_translate
+        if n and 2 * n >= self.world.resolution:
+            raise _cross_error(f"distill.d_translate={n} must be below half of world.resolution="
+                               f"{self.world.resolution}", "distill.d_translate", "world.resolution")
+        if n and self.control.enabled:
+            raise _cross_error("distill.d_translate is not supported with a ControlNet (the edge condition would "
+                               "have to move with the image)", "distill.d_translate", "control.enabled")
 
     def validate(self) -> None:
         """Cross-field checks; raises ConfigError naming the keys involved."""

@@ -14,7 +14,7 @@ import torch
 from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
 from sprint_bench.lit.teacher import lr_lambda
-from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty
+from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate
 from sprint_bench.losses.scm import (jvp_autograd, jvp_finite_difference, normalize_tangent, scm_loss, scm_tangent,
                                      tangent_warmup, tangents, teacher_cfg_velocity)
 from sprint_bench.models.controlnet import controlnet_copy
@@ -142,6 +142,10 @@ class DistillModule(L.LightningModule):
     def d_logits(self, x, s, text, mask, cond=None) -> torch.Tensor:
         return self.disc(self.teacher, x / SIGMA_DATA, s, text, mask, cond)
 
+    def d_input(self, x0, s, gen) -> torch.Tensor:
+        """A clean image as the discriminator sees it: translated (``d_translate``), then re-noised to time s."""
+        return trig_noise(translate(x0, self.cfg.distill.d_translate, gen), SIGMA_DATA * self.randn(x0, gen), s)
+
     def generator_parts(self, x0, text, mask, gen, k: int, cond=None) -> tuple[dict[str, torch.Tensor], dict]:
         """The weighted generator loss terms {"scm": lambda_sCM L_sCM, "adv": lambda_adv L_adv} (those in use) and
         their logs; their sum is the generator loss (SANA-Sprint Eq. 11)."""
@@ -155,8 +159,7 @@ class DistillModule(L.LightningModule):
         if d.uses_adv:
             x0_hat = self.one_step_x0(x0, text, mask, w, gen, cond)
             s = self.renoise_time(x0.shape[0], gen)
-            l_adv = g_adv_loss(self.d_logits(trig_noise(x0_hat, SIGMA_DATA * self.randn(x0, gen), s), s, text, mask,
-                                             cond))
+            l_adv = g_adv_loss(self.d_logits(self.d_input(x0_hat, s, gen), s, text, mask, cond))
             parts["adv"] = d.adv_weight * l_adv
             logs["loss_g_adv"] = l_adv.detach()
         return parts, logs
@@ -172,11 +175,11 @@ class DistillModule(L.LightningModule):
         with torch.no_grad():
             x0_hat = self.one_step_x0(x0, text, mask, w, gen, cond)
         s_real, s_fake = self.renoise_time(b, gen), self.renoise_time(b, gen)
-        real = trig_noise(x0, SIGMA_DATA * self.randn(x0, gen), s_real)
-        fakes, s_fakes = [trig_noise(x0_hat, SIGMA_DATA * self.randn(x0, gen), s_fake)], [s_fake]
+        real = self.d_input(x0, s_real, gen)
+        fakes, s_fakes = [self.d_input(x0_hat, s_fake, gen)], [s_fake]
         if d.misaligned_pairs:
             s_mis = self.renoise_time(b, gen)
-            fakes.append(trig_noise(misaligned(x0), SIGMA_DATA * self.randn(x0, gen), s_mis))
+            fakes.append(self.d_input(misaligned(x0), s_mis, gen))
             s_fakes.append(s_mis)
         n = len(fakes)
         if d.r1_weight > 0:

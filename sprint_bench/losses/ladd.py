@@ -36,6 +36,20 @@ def misaligned(x0: torch.Tensor) -> torch.Tensor:
     return torch.roll(x0, shifts=1, dims=0)
 
 
+def translate(x: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of ``x`` (B, C, H, W) shifted by its own integer (dy, dx), each uniform in [-n, n], the edge rows
+    and columns replicated into the uncovered border (DiffAugment translation, Zhao et al. 2020). Differentiable in
+    ``x``: the adversarial gradient is shifted back with the image, so no fixed pixel grid sees it. n = 0: ``x``."""
+    if n == 0:
+        return x
+    b, _, h, w = x.shape
+    dy, dx = torch.randint(-n, n + 1, (2, b, 1), generator=generator, device=x.device)
+    rows = (torch.arange(h, device=x.device) - dy).clamp(0, h - 1)  # (B, H): source row of each output row
+    cols = (torch.arange(w, device=x.device) - dx).clamp(0, w - 1)
+    picked = x[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return picked.permute(0, 3, 1, 2)  # advanced indexing puts the channel axis last
+
+
 def apply_max_time(t: torch.Tensor, p: float, generator: torch.Generator | None = None,
                    t_max: float = T_MAX) -> torch.Tensor:
     """Each entry of t replaced by t_max with probability p (max-time weighting) [method reference §6.6]."""

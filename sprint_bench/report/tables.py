@@ -31,6 +31,7 @@ CONTROL_COLUMNS = [
     ("GenEval-Shapes", "geneval_overall", "{:.3f}"),
 ]
 IGNORED_AXES = ("distill/teacher", "distill/debug_nan_steps", "distill/eval_steps")
+TRAIN_AXES = ("train/max_steps", "train/lr", "train/ema_decay")  # the train keys an ablation may change
 
 
 def label(row: Row) -> str:
@@ -51,7 +52,7 @@ def setting(row: Row, reference: dict) -> str:
     if not row.training:
         return "-"
     diff = [f"{k.split('/', 1)[1]}={v}" for k, v in sorted(row.training.items())
-            if (k.startswith("distill/") or k == "train/max_steps") and k not in IGNORED_AXES
+            if (k.startswith("distill/") or k in TRAIN_AXES) and k not in IGNORED_AXES
             and reference.get(k) != v]
     return ", ".join(diff) if diff else "default (hybrid)"
 

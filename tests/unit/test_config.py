@@ -398,3 +398,28 @@ def test_dict_field_merges_with_schema_defaults(tmp_path):
     cfg = load_config(write(tmp_path / "fw.yaml", "world: {family_weights: {position: 5}}\n"))
     assert cfg.world.family_weights["position"] == 5.0
     assert cfg.world.family_weights["counting"] == 1.5
+
+
+def test_late_field_at_default_keeps_the_older_hash(tmp_path):
+    """A field added after runs were recorded (distill.d_translate) leaves the hash of configs that keep it at its
+    default unchanged, so finished runs are still found; set, it changes the hash."""
+    import hashlib
+    import json
+
+    cfg = load_config(write(tmp_path / "d.yaml", "distill:\n  loss: hybrid\n  adv_weight: 0.1\n"))
+    older = to_dict(cfg)  # the canonical JSON as it was before the field existed
+    for k in ("tracking", "output_dir", "control"):  # not hashed; a default control section neither
+        older.pop(k)
+    del older["distill"]["d_translate"]
+    blob = json.dumps(older, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert config_hash(cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]
+    assert config_hash(load_config(tmp_path / "d.yaml", ["distill.d_translate=2"])) != config_hash(cfg)
+
+
+def test_d_translate_checked_against_resolution_and_controlnet(tmp_path):
+    top = write(tmp_path / "d.yaml", "distill:\n  loss: hybrid\n")
+    with pytest.raises(ConfigError, match="d_translate=16 must be below half"):
+        load_config(top, ["distill.d_translate=16"]).validate_distill()
+    with pytest.raises(ConfigError, match="not supported with a ControlNet"):
+        load_config(top, ["distill.d_translate=2", "control.enabled=true"]).validate_distill()
+    load_config(top, ["distill.d_translate=3"]).validate_distill()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sprint_bench.losses.ladd import (apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty,
+from sprint_bench.losses.ladd import (apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate,
                                       renoise)
 from sprint_bench.models.discriminator import DiscBlock, DiscHead, Discriminator, LocalBatchNorm
 from sprint_bench.models.trigflow import TrigFlowModel
@@ -43,6 +43,24 @@ def test_renoise_and_misaligned():
     assert torch.allclose(out.flatten(), torch.tensor([3.0, 4.0]), atol=1e-6)
     r = misaligned(torch.arange(4.0).reshape(4, 1))
     assert r.flatten().tolist() == [3.0, 0.0, 1.0, 2.0]
+
+
+def test_translate_shifts_each_image_and_replicates_edges():
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float).reshape(2, 3, 5, 5).requires_grad_(True)
+    assert translate(x, 0) is x
+    g = torch.Generator().manual_seed(0)
+    y = translate(x, 2, g)
+    (dy, dx) = torch.randint(-2, 3, (2, 2, 1), generator=torch.Generator().manual_seed(0)).squeeze(-1).tolist()
+    for b in range(2):  # output pixel (i, j) reads input pixel (clamp(i - dy), clamp(j - dx)), every channel alike
+        for i in range(5):
+            for j in range(5):
+                src = x[b, :, min(max(i - dy[b], 0), 4), min(max(j - dx[b], 0), 4)]
+                assert torch.equal(y[b, :, i, j], src)
+    y.sum().backward()  # the gradient goes back to the pixels read: one unit per output pixel
+    assert x.grad.sum().item() == y.numel()
+    row = torch.zeros(4000, 1, 9, 9).index_fill_(2, torch.tensor([4]), 1.0)  # a bright row 4 in each image
+    shifts = translate(row, 3, torch.Generator().manual_seed(1))[:, 0, :, 0].argmax(dim=1) - 4
+    assert set(shifts.unique().tolist()) == set(range(-3, 4))  # every shift in [-n, n] occurs
 
 
 def test_apply_max_time_probability():
