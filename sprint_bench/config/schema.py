@@ -280,6 +280,10 @@ class DistillConfig:
                               "random (dy, dx), each uniform in [-n, n] pixels, edges replicated, before re-noising "
                               "(DiffAugment translation; 0 = off, as the paper)", min=0)
     r1_weight: float = _field(0.0, "R1 penalty weight on real samples (0 disables)", min=0.0)
+    ode_weight: float = _field(0.0, "lambda_ODE: one-step regression onto teacher ODE endpoints (ours, not in the "
+                               "paper; Luhman & Luhman 2021 knowledge distillation; 0 = off, as the paper)", min=0.0)
+    ode_pairs: int = _field(32768, "teacher ODE pairs in the regression bank (made once, cached)", min=1)
+    ode_steps: int = _field(8, "teacher Euler steps (CFG w per pair) for each ODE pair", min=1)
     d_lr: Optional[float] = _field(None, "discriminator learning rate (null: train.lr)", gt=0.0)
     d_grad_clip: float = _field(1.0, "discriminator gradient-norm clip (0 disables)", min=0.0)
     eval_steps: list[int] = _field([1, 2, 4], "sampling steps evaluated after training", min=1, min_items=1)
@@ -345,6 +349,12 @@ class ExperimentConfig:
         if n and self.control.enabled:
             raise _cross_error("distill.d_translate is not supported with a ControlNet (the edge condition would "
                                "have to move with the image)", "distill.d_translate", "control.enabled")
+        if self.distill.ode_weight and self.control.enabled:
+            raise _cross_error("distill.ode_weight is not supported with a ControlNet (the ODE pairs carry no edge "
+                               "condition)", "distill.ode_weight", "control.enabled")
+        if self.distill.ode_weight and self.distill.ode_pairs < self.data.batch_size:
+            raise _cross_error(f"distill.ode_pairs={self.distill.ode_pairs} is below data.batch_size="
+                               f"{self.data.batch_size}", "distill.ode_pairs", "data.batch_size")
 
     def validate(self) -> None:
         """Cross-field checks; raises ConfigError naming the keys involved."""

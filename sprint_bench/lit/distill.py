@@ -15,21 +15,25 @@ from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
 from sprint_bench.lit.teacher import lr_lambda
 from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate
+from sprint_bench.losses.ode import ode_loss
 from sprint_bench.losses.scm import (jvp_autograd, jvp_finite_difference, normalize_tangent, scm_loss, scm_tangent,
                                      tangent_warmup, tangents, teacher_cfg_velocity)
 from sprint_bench.models.controlnet import controlnet_copy
 from sprint_bench.models.discriminator import Discriminator
 from sprint_bench.models.text_encoder import CaptionCache
 from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher, use_math_attention
-from sprint_bench.param.trigflow import SIGMA_DATA, sample_t_lognormal, trig_noise, x0_from_F
+from sprint_bench.param.trigflow import SIGMA_DATA, T_MAX, sample_t_lognormal, trig_noise, x0_from_F
+from sprint_bench.samplers.ode_pairs import OdePairs
 
 
 class DistillModule(L.LightningModule):
     """Teacher (frozen, TrigFlow-wrapped), student (teacher copy + guidance embedding + logvar head) and the LADD
     discriminator heads on frozen-teacher features. With ``teacher_controlnet`` both teacher and student carry a
-    ControlNet (the student's starts as a copy of the teacher's and trains with the student)."""
+    ControlNet (the student's starts as a copy of the teacher's and trains with the student). ``ode_pairs`` is the
+    teacher ODE-pair bank of the one-step regression term (needed when ``distill.ode_weight > 0``)."""
 
-    def __init__(self, cfg, captions: CaptionCache, teacher_transformer, teacher_controlnet=None):
+    def __init__(self, cfg, captions: CaptionCache, teacher_transformer, teacher_controlnet=None,
+                 ode_pairs: OdePairs | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.cfg, d = cfg, cfg.distill
@@ -54,6 +58,9 @@ class DistillModule(L.LightningModule):
         self.register_buffer("text_mask", captions.mask, persistent=False)
         self.null_id = captions.null_id
         self.cfg_scales = torch.tensor(d.cfg_scales, dtype=torch.float32)
+        if d.ode_weight > 0 and ode_pairs is None:
+            raise ValueError("distill.ode_weight > 0 needs the teacher ODE-pair bank (ode_pairs)")
+        self.ode_pairs = ode_pairs if d.ode_weight > 0 else None
 
     # ------------------------------------------------------------------------------------------------ helpers
     def text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,7 +169,23 @@ class DistillModule(L.LightningModule):
             l_adv = g_adv_loss(self.d_logits(self.d_input(x0_hat, s, gen), s, text, mask, cond))
             parts["adv"] = d.adv_weight * l_adv
             logs["loss_g_adv"] = l_adv.detach()
+        if d.ode_weight > 0:
+            l_ode = self.ode_part(x0.shape[0], gen)
+            parts["ode"] = d.ode_weight * l_ode
+            logs["loss_ode"] = l_ode.detach()
         return parts, logs
+
+    def ode_part(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """L_ODE on ``n`` pairs drawn from the bank: the student's one-step x0 from x_T = sigma_d eps at t = T_MAX
+        against the teacher's ODE endpoint from the same eps, caption and w (losses/ode.py)."""
+        bank = self.ode_pairs
+        idx = torch.randint(len(bank), (n,), generator=gen, device=self.device).cpu()
+        eps = bank.noise(idx).to(self.device)
+        text, mask = self.text(bank.caption_ids[idx].to(self.device))
+        t = torch.full((n,), T_MAX, device=self.device)
+        F, _ = self.student(eps, t, text, mask, self.guidance(bank.w[idx].to(self.device)))
+        target = SIGMA_DATA * to_model_range(bank.x0[idx].to(self.device))
+        return ode_loss(x0_from_F(SIGMA_DATA * eps, t, F), target)
 
     def generator_loss(self, x0, text, mask, gen, k: int, cond=None) -> tuple[torch.Tensor, dict]:
         parts, logs = self.generator_parts(x0, text, mask, gen, k, cond)

@@ -11,9 +11,11 @@ from sprint_bench.config import ConfigError, config_hash, to_dict
 from sprint_bench.eval.generators import export_kind, resolve_checkpoint
 from sprint_bench.lit.distill import DistillModule
 from sprint_bench.lit.fit import finished_export, fit_resumable, mark_finished, seeded_data
+from sprint_bench.lit.ode_pairs import load_or_make_ode_pairs
 from sprint_bench.lit.train_teacher import grid_condition, grid_prompt_ids, run_dir
 from sprint_bench.models.export import export_student
 from sprint_bench.models.release import load_teacher
+from sprint_bench.models.sana import FlowBackbone
 from sprint_bench.samplers.scm import PAPER_SCHEDULES
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,18 @@ def strategy_for(cfg):
     return cfg.train.strategy
 
 
+def teacher_id(meta: dict) -> str:
+    return f"{meta['config_hash']}-step{meta['global_step']}"
+
+
+def ode_pairs_for(cfg, teacher, teacher_meta: dict, dm):
+    """The teacher ODE-pair bank of ``cfg`` (made or loaded from the cache) when ``distill.ode_weight > 0``, else
+    None."""
+    if cfg.distill.ode_weight <= 0:
+        return None
+    return load_or_make_ode_pairs(cfg, FlowBackbone(teacher), teacher_id(teacher_meta), dm)
+
+
 def train_distill(cfg, extra_callbacks=()) -> Path:
     """Train (or resume) the student and export it to ``run_dir(cfg)/export``; returns the export folder."""
     torch.set_num_threads(cfg.train.threads)
@@ -81,11 +95,11 @@ def train_distill(cfg, extra_callbacks=()) -> Path:
         log.info("student already trained: %s", export)
         return export
     dm = seeded_data(cfg)
-    module = DistillModule(cfg, dm.captions, teacher, teacher_controlnet)
+    module = DistillModule(cfg, dm.captions, teacher, teacher_controlnet, ode_pairs_for(cfg, teacher, teacher_meta, dm))
     if teacher_controlnet is not None:
         module.grid_cond = grid_condition(cfg, dm)
     tags = {"kind": "student", "method": cfg.distill.loss, "config_hash": config_hash(cfg),
-            "config_file": cfg.source, "teacher": f"{teacher_meta['config_hash']}-step{teacher_meta['global_step']}"}
+            "config_file": cfg.source, "teacher": teacher_id(teacher_meta)}
     trainer, logger = fit_resumable(cfg, module, dm, out, tags, grid_prompt_ids(cfg, dm), 1, strategy_for(cfg),
                                     extra_callbacks)
     if trainer.global_rank == 0:

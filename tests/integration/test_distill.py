@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 YAMLS = sorted((REPO / "experiments" / "sprint").rglob("*.yaml"))
 MICRO = ["model.width=32", "model.depth=1", "model.heads=2", "model.cross_heads=2", "data.train_size=64",
          "data.batch_size=4", "train.checkpoint_every=2", "train.sample_every=1000", "train.log_every=1",
-         "train.threads=1", "distill.head_blocks=[0]", "distill.tangent_warmup_steps=2"]
+         "train.threads=1", "distill.head_blocks=[0]", "distill.tangent_warmup_steps=2", "distill.ode_pairs=16"]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +151,34 @@ def test_grad_balance_measures_each_weighted_term(tmp_path, teacher):
         main(["--config", str(REPO / "experiments/sprint/scm.yaml"), *overrides])
     with pytest.raises(SystemExit, match="does not match"):
         main(["--config", str(hybrid), "--checkpoint", str(ckpt), *overrides, "distill.head_blocks=[0,0]"])
+
+
+def test_ode_regression_term_uses_the_bank(tmp_path, teacher):
+    """With distill.ode_weight the generator loss gains lambda_ODE L_ODE on pairs from the cached bank (made on the
+    first run, read on the next); its gradient reaches the student, and a module without the bank is refused."""
+    from sprint_bench.lit.distill import DistillModule
+    from sprint_bench.lit.fit import seeded_data
+    from sprint_bench.lit.train_distill import load_matching_teacher, ode_pairs_for
+
+    cfg = micro(REPO / "experiments/sprint/ablations/ode-regression.yaml", tmp_path, teacher, "train.max_steps=2")
+    assert cfg.distill.ode_weight > 0
+    _, t, _, t_meta = load_matching_teacher(cfg)
+    dm = seeded_data(cfg)
+    bank = ode_pairs_for(cfg, t, t_meta, dm)
+    assert len(bank) == 16 and len(list((tmp_path / "cache" / "ode-pairs").glob("*.pt"))) == 1
+    with pytest.raises(ValueError, match="needs the teacher ODE-pair bank"):
+        DistillModule(cfg, dm.captions, t)
+    module = DistillModule(cfg, dm.captions, t, None, bank)
+    x0, text, mask, cond = module.batch_inputs(next(iter(dm.train_dataloader())))
+    parts, logs = module.generator_parts(x0, text, mask, module.step_generator(0), 0)
+    assert set(parts) == {"scm", "adv", "ode"} and logs["loss_ode"] > 0
+    torch.testing.assert_close(parts["ode"], cfg.distill.ode_weight * logs["loss_ode"])
+    grads = torch.autograd.grad(parts["ode"], list(module.student.parameters()), allow_unused=True)
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    cfg.distill.ode_weight = 0.0  # off: no bank is needed and no "ode" term appears
+    assert ode_pairs_for(cfg, t, t_meta, dm) is None
+    off, _ = DistillModule(cfg, dm.captions, t).generator_parts(x0, text, mask, module.step_generator(0), 0)
+    assert "ode" not in off
 
 
 def test_teacher_mismatch_is_a_config_error(tmp_path, teacher):

@@ -401,8 +401,8 @@ def test_dict_field_merges_with_schema_defaults(tmp_path):
 
 
 def test_late_field_at_default_keeps_the_older_hash(tmp_path):
-    """A field added after runs were recorded (distill.d_translate) leaves the hash of configs that keep it at its
-    default unchanged, so finished runs are still found; set, it changes the hash."""
+    """Fields added after runs were recorded (distill.d_translate, the ode_* fields) leave the hash of configs that
+    keep them at their defaults unchanged, so finished runs are still found; set, each changes the hash."""
     import hashlib
     import json
 
@@ -410,10 +410,24 @@ def test_late_field_at_default_keeps_the_older_hash(tmp_path):
     older = to_dict(cfg)  # the canonical JSON as it was before the field existed
     for k in ("tracking", "output_dir", "control"):  # not hashed; a default control section neither
         older.pop(k)
-    del older["distill"]["d_translate"]
+    for k in ("d_translate", "ode_weight", "ode_pairs", "ode_steps"):
+        del older["distill"][k]
     blob = json.dumps(older, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert config_hash(cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]
-    assert config_hash(load_config(tmp_path / "d.yaml", ["distill.d_translate=2"])) != config_hash(cfg)
+    for change in ("distill.d_translate=2", "distill.ode_weight=1.0", "distill.ode_pairs=64", "distill.ode_steps=4"):
+        assert config_hash(load_config(tmp_path / "d.yaml", [change])) != config_hash(cfg), change
+
+
+def test_ode_regression_checked_against_controlnet_and_batch(tmp_path):
+    top = write(tmp_path / "d.yaml", "distill:\n  loss: hybrid\n")
+    with pytest.raises(ConfigError, match="ode_weight is not supported with a ControlNet"):
+        load_config(top, ["distill.ode_weight=1.0", "control.enabled=true"]).validate_distill()
+    with pytest.raises(ConfigError, match="ode_pairs=16 is below data.batch_size=32"):
+        load_config(top, ["distill.ode_weight=1.0", "distill.ode_pairs=16"]).validate_distill()
+    with pytest.raises(ConfigError, match="ode_steps"):
+        load_config(top, ["distill.ode_steps=0"])
+    load_config(top, ["distill.ode_pairs=16"]).validate_distill()  # unused while ode_weight is 0
+    load_config(top, ["distill.ode_weight=0.5", "distill.ode_pairs=32"]).validate_distill()
 
 
 def test_d_translate_checked_against_resolution_and_controlnet(tmp_path):

@@ -1,0 +1,51 @@
+"""The cached teacher ODE-pair bank of a distillation config (``distill.ode_weight > 0``): made once per teacher,
+world, caption set and pair settings under ``<output_dir>/cache/ode-pairs/``, written atomically, reused after."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from sprint_bench.data.datamodule import world_key
+from sprint_bench.samplers.ode_pairs import OdePairs, draw_pairs, make_ode_pairs
+
+log = logging.getLogger(__name__)
+
+
+def pairs_key(cfg, teacher_id: str) -> str:
+    """Hash of everything the bank depends on: teacher, training set, text length, pair count, steps, w, seed."""
+    d = cfg.distill
+    blob = json.dumps({"teacher": teacher_id, "data": world_key(cfg.world, cfg.data.train_size, cfg.seed),
+                       "max_length": cfg.text.max_length, "n": d.ode_pairs, "steps": d.ode_steps,
+                       "cfg_scales": [float(s) for s in d.cfg_scales], "seed": cfg.seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_or_make_ode_pairs(cfg, velocity, teacher_id: str, dm, progress: bool = True) -> OdePairs:
+    """The bank for ``cfg`` (its DataModule ``dm`` set up): loaded from the cache, else integrated with the teacher
+    ``velocity`` (a FlowBackbone) and saved."""
+    d = cfg.distill
+    path = Path(cfg.output_dir) / "cache" / "ode-pairs" / f"{pairs_key(cfg, teacher_id)}.pt"
+    if path.is_file():
+        log.info("teacher ODE pairs: %s", path)
+        return OdePairs(**torch.load(path, weights_only=True))
+    ids, w, seeds = draw_pairs(dm.caption_ids, d.ode_pairs, d.cfg_scales, cfg.seed)
+    cap = dm.captions
+    null_t, null_m = cap.lookup(torch.tensor([cap.null_id]))
+    was_training = velocity.training
+    velocity.eval()
+    try:
+        pairs = make_ode_pairs(velocity, cap.lookup, null_t, null_m, ids, w, seeds, cfg.world.resolution,
+                               d.ode_steps, progress=progress)
+    finally:
+        velocity.train(was_training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(pairs.state(), tmp)
+    tmp.replace(path)
+    log.info("teacher ODE pairs written: %s (%d pairs, %d Euler steps)", path, len(pairs), d.ode_steps)
+    return pairs
