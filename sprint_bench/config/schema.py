@@ -255,8 +255,9 @@ class DistillConfig:
     steps (the global step k)."""
 
     teacher: str = _field("teacher", "teacher to distil: 'teacher' (the released one) or an exported folder")
-    loss: str = _field("hybrid", "objective: scm, ladd or hybrid (= scm_weight * L_sCM + adv_weight * L_adv)",
-                       choices=["scm", "ladd", "hybrid"])
+    loss: str = _field("hybrid", "objective: scm, ladd or hybrid (= scm_weight * L_sCM + adv_weight * L_adv); ode: "
+                       "the ODE-pair regression alone (ours, a baseline; needs ode_weight > 0)",
+                       choices=["scm", "ladd", "hybrid", "ode"])
     scm_weight: float = _field(1.0, "lambda_sCM", min=0.0)
     adv_weight: float = _field(0.5, "lambda_adv", min=0.0)
     p_mean: float = _field(0.2, "generator time proposal: mean of log(sigma_d tan t)")
@@ -301,6 +302,8 @@ class DistillConfig:
         if self.loss == "hybrid" and (self.scm_weight == 0 or self.adv_weight == 0):
             raise _cross_error("distill.loss=hybrid needs scm_weight > 0 and adv_weight > 0 (use loss: scm or ladd)",
                                "distill.loss", "distill.scm_weight", "distill.adv_weight")
+        if self.loss == "ode" and self.ode_weight == 0:
+            raise _cross_error("distill.loss=ode needs ode_weight > 0", "distill.loss", "distill.ode_weight")
 
 
 @dataclass

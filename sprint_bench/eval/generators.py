@@ -152,7 +152,8 @@ class SprintStudent(_Exported):
 
     @property
     def method(self) -> str:
-        base = {"scm": "sCM only", "ladd": "LADD only", "hybrid": "sCM + LADD"}.get(self.meta.get("method"), "student")
+        base = {"scm": "sCM only", "ladd": "LADD only", "hybrid": "sCM + LADD",
+                "ode": "ODE regression only"}.get(self.meta.get("method"), "student")
         return f"{base} (ControlNet)" if self.control else base
 
     @property

@@ -47,13 +47,22 @@ def control_rows(rows: list[Row]) -> list[Row]:
     return sorted(have, key=lambda r: (r.is_control, not r.is_teacher, r.model, r.trained_steps or 0, r.steps))
 
 
+def _default(key: str):
+    """The schema default of a "section/name" key (what a run recorded before the field existed was trained with)."""
+    from sprint_bench.config import ExperimentConfig, to_dict
+
+    section, name = key.split("/", 1)
+    return to_dict(ExperimentConfig()).get(section, {}).get(name)
+
+
 def setting(row: Row, reference: dict) -> str:
-    """The student's training settings that differ from the reference (hybrid) run: the ablation axis."""
+    """The student's training settings that differ from the reference (hybrid) run: the ablation axis. A key the
+    reference run did not record (a field added later) compares with its default."""
     if not row.training:
         return "-"
     diff = [f"{k.split('/', 1)[1]}={v}" for k, v in sorted(row.training.items())
             if (k.startswith("distill/") or k in TRAIN_AXES) and k not in IGNORED_AXES
-            and reference.get(k) != v]
+            and str(reference[k] if k in reference else _default(k)) != str(v)]  # MLflow params are strings
     return ", ".join(diff) if diff else "default (hybrid)"
 
 

@@ -426,6 +426,8 @@ def test_ode_regression_checked_against_controlnet_and_batch(tmp_path):
         load_config(top, ["distill.ode_weight=1.0", "distill.ode_pairs=16"]).validate_distill()
     with pytest.raises(ConfigError, match="ode_steps"):
         load_config(top, ["distill.ode_steps=0"])
+    with pytest.raises(ConfigError, match="loss=ode needs ode_weight > 0"):
+        load_config(top, ["distill.loss=ode"])
     load_config(top, ["distill.ode_pairs=16"]).validate_distill()  # unused while ode_weight is 0
     load_config(top, ["distill.ode_weight=0.5", "distill.ode_pairs=32"]).validate_distill()
 

@@ -16,3 +16,13 @@ def test_setting_names_distill_and_train_axes_only():
     assert tables.setting(_student(tuned), hybrid) == "adv_weight=0.1, d_translate=2, ema_decay=0.99"
     assert tables.setting(_student(hybrid), hybrid) == "default (hybrid)"
     assert tables.setting(_student({}), hybrid) == "-"
+
+
+def test_setting_compares_fields_the_reference_lacks_with_their_default():
+    """A hybrid recorded before distill.ode_* existed: a student at their defaults shows only what it changed."""
+    hybrid = {"distill/adv_weight": 0.5, "train/lr": 5e-05}
+    ode = dict(hybrid, **{"distill/ode_weight": 1.0, "distill/ode_pairs": 32768, "distill/ode_steps": 8})
+    assert tables.setting(_student(ode), hybrid) == "ode_weight=1.0"
+    assert tables.setting(_student(dict(ode, **{"distill/ode_steps": 4})), hybrid) == "ode_steps=4, ode_weight=1.0"
+    as_logged = {k: str(v) for k, v in ode.items()}  # MLflow gives params back as strings
+    assert tables.setting(_student(as_logged), {k: str(v) for k, v in hybrid.items()}) == "ode_weight=1.0"
