@@ -2,6 +2,7 @@
 :func:`cell`, so a test can recompute every number; rendered to Markdown, HTML and LaTeX."""
 from __future__ import annotations
 
+import functools
 import html
 
 from sprint_bench.report.collect import Row
@@ -47,12 +48,17 @@ def control_rows(rows: list[Row]) -> list[Row]:
     return sorted(have, key=lambda r: (r.is_control, not r.is_teacher, r.model, r.trained_steps or 0, r.steps))
 
 
-def _default(key: str):
-    """The schema default of a "section/name" key (what a run recorded before the field existed was trained with)."""
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict:
     from sprint_bench.config import ExperimentConfig, to_dict
 
+    return to_dict(ExperimentConfig())
+
+
+def _default(key: str):
+    """The schema default of a "section/name" key (what a run recorded before the field existed was trained with)."""
     section, name = key.split("/", 1)
-    return to_dict(ExperimentConfig()).get(section, {}).get(name)
+    return _defaults().get(section, {}).get(name)
 
 
 def setting(row: Row, reference: dict) -> str:
