@@ -285,6 +285,11 @@ class DistillConfig:
                                "paper; Luhman & Luhman 2021 knowledge distillation; 0 = off, as the paper)", min=0.0)
     ode_pairs: int = _field(32768, "teacher ODE pairs in the regression bank (made once, cached)", min=1)
     ode_steps: int = _field(8, "teacher Euler steps (CFG w per pair) for each ODE pair", min=1)
+    ode_metric: str = _field("l2", "per-element error of the ODE regression: l2 (squared) or pseudo_huber "
+                             "(sqrt(d^2 + c^2) - c, c = 2/255 in model range)", choices=["l2", "pseudo_huber"])
+    student_init: Optional[str] = _field(None, "start the student from this exported student (a finished run's "
+                                         "export folder) instead of a copy of the teacher (ours: two-stage "
+                                         "training; null = the paper)")
     d_lr: Optional[float] = _field(None, "discriminator learning rate (null: train.lr)", gt=0.0)
     d_grad_clip: float = _field(1.0, "discriminator gradient-norm clip (0 disables)", min=0.0)
     eval_steps: list[int] = _field([1, 2, 4], "sampling steps evaluated after training", min=1, min_items=1)
@@ -355,6 +360,9 @@ class ExperimentConfig:
         if self.distill.ode_weight and self.control.enabled:
             raise _cross_error("distill.ode_weight is not supported with a ControlNet (the ODE pairs carry no edge "
                                "condition)", "distill.ode_weight", "control.enabled")
+        if self.distill.student_init and self.control.enabled:
+            raise _cross_error("distill.student_init is not supported with a ControlNet", "distill.student_init",
+                               "control.enabled")
         if self.distill.ode_weight and self.distill.ode_pairs < self.data.batch_size:
             raise _cross_error(f"distill.ode_pairs={self.distill.ode_pairs} is below data.batch_size="
                                f"{self.data.batch_size}", "distill.ode_pairs", "data.batch_size")

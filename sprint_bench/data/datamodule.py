@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict
-import os
 from pathlib import Path
 
 import lightning as L
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from sprint_bench.atomic import atomic_write
 from sprint_bench.data.shapes.sampler import sample_world
 from sprint_bench.models.text_encoder import CaptionCache
 
@@ -34,10 +34,8 @@ def load_or_render(world, n: int, seed: int, cache_dir: Path | None) -> tuple[np
     sample = sample_world(world, n, seed, progress=True)
     images = np.ascontiguousarray(sample.images.transpose(0, 3, 1, 2))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # per process: DDP ranks may race
-        np.savez(tmp, images=images, captions=np.array(sample.captions), caption_ids=sample.caption_ids)
-        tmp.replace(path)
+        atomic_write(path, lambda f: np.savez(f, images=images, captions=np.array(sample.captions),
+                                              caption_ids=sample.caption_ids))
     return images, sample.captions, sample.caption_ids
 
 
@@ -98,9 +96,7 @@ def load_or_compute_edges(images: np.ndarray, key: str, thickness: int, cache_di
     for a in tqdm(range(0, len(images), 2000), desc="edge maps", unit="chunk"):
         out[a:a + 2000] = edge_map(images[a:a + 2000].transpose(0, 2, 3, 1), thickness)
     if path is not None:
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(path)
+        atomic_write(path, lambda f: np.save(f, out))
     return out
 
 

@@ -10,6 +10,7 @@ import math
 
 import lightning as L
 import torch
+from torch import nn
 
 from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
@@ -30,10 +31,11 @@ class DistillModule(L.LightningModule):
     """Teacher (frozen, TrigFlow-wrapped), student (teacher copy + guidance embedding + logvar head) and the LADD
     discriminator heads on frozen-teacher features. With ``teacher_controlnet`` both teacher and student carry a
     ControlNet (the student's starts as a copy of the teacher's and trains with the student). ``ode_pairs`` is the
-    teacher ODE-pair bank of the one-step regression term (needed when ``distill.ode_weight > 0``)."""
+    teacher ODE-pair bank of the one-step regression term (needed when ``distill.ode_weight > 0``); ``student_init``
+    a student transformer to start from (``distill.student_init``) instead of a copy of the teacher."""
 
     def __init__(self, cfg, captions: CaptionCache, teacher_transformer, teacher_controlnet=None,
-                 ode_pairs: OdePairs | None = None):
+                 ode_pairs: OdePairs | None = None, student_init: nn.Module | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.cfg, d = cfg, cfg.distill
@@ -42,7 +44,8 @@ class DistillModule(L.LightningModule):
         t_control = controlnet_copy(teacher_controlnet, t_transformer) if teacher_controlnet is not None else None
         self.teacher = TrigFlowModel(t_transformer, controlnet=t_control, conditioning_scale=scale
                                      ).requires_grad_(False)
-        student = student_from_teacher(teacher_transformer, d.guidance_embed, d.guidance_zero_init)
+        student = (copy.deepcopy(student_init).requires_grad_(True) if student_init is not None
+                   else student_from_teacher(teacher_transformer, d.guidance_embed, d.guidance_zero_init))
         s_control = controlnet_copy(teacher_controlnet, student) if teacher_controlnet is not None else None
         for m in (student, s_control):  # forward-mode AD needs the MATH SDPA backend (method reference §11.1)
             if m is not None:
@@ -185,7 +188,7 @@ class DistillModule(L.LightningModule):
         t = torch.full((n,), T_MAX, device=self.device)
         F, _ = self.student(eps, t, text, mask, self.guidance(bank.w[idx].to(self.device)))
         target = SIGMA_DATA * to_model_range(bank.x0[idx].to(self.device))
-        return ode_loss(x0_from_F(SIGMA_DATA * eps, t, F), target)
+        return ode_loss(x0_from_F(SIGMA_DATA * eps, t, F), target, metric=self.cfg.distill.ode_metric)
 
     def generator_loss(self, x0, text, mask, gen, k: int, cond=None) -> tuple[torch.Tensor, dict]:
         parts, logs = self.generator_parts(x0, text, mask, gen, k, cond)

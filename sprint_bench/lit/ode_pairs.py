@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 
+from sprint_bench.atomic import atomic_write
 from sprint_bench.data.datamodule import world_key
 from sprint_bench.samplers.ode_pairs import OdePairs, draw_pairs, make_ode_pairs
 
@@ -43,9 +43,6 @@ def load_or_make_ode_pairs(cfg, velocity, teacher_id: str, dm, progress: bool = 
                                d.ode_steps, progress=progress)
     finally:
         velocity.train(was_training)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(pairs.state(), tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda f: torch.save(pairs.state(), f))
     log.info("teacher ODE pairs written: %s (%d pairs, %d Euler steps)", path, len(pairs), d.ode_steps)
     return pairs

@@ -13,7 +13,7 @@ from sprint_bench.lit.distill import DistillModule
 from sprint_bench.lit.fit import finished_export, fit_resumable, mark_finished, seeded_data
 from sprint_bench.lit.ode_pairs import load_or_make_ode_pairs
 from sprint_bench.lit.train_teacher import grid_condition, grid_prompt_ids, run_dir
-from sprint_bench.models.export import export_student
+from sprint_bench.models.export import export_student, load_student
 from sprint_bench.models.release import load_teacher
 from sprint_bench.models.sana import FlowBackbone
 from sprint_bench.samplers.scm import PAPER_SCHEDULES
@@ -25,15 +25,15 @@ MUST_MATCH = ("world", "text", "model")
 CONTROL_MUST_MATCH = ("num_blocks", "thickness", "conditioning_scale")
 
 
-def check_same_setup(cfg, t_cfg, path: Path, control: bool = False) -> None:
-    """ConfigError naming the keys unless ``cfg`` and the teacher's ``t_cfg`` agree on world, text and model (and
-    the ControlNet's shape and condition when ``control``)."""
+def check_same_setup(cfg, t_cfg, path: Path, control: bool = False, what: str = "teacher") -> None:
+    """ConfigError naming the keys unless ``cfg`` and the teacher's (or ``what``'s) ``t_cfg`` agree on world, text
+    and model (and the ControlNet's shape and condition when ``control``)."""
     mine, theirs = to_dict(cfg), to_dict(t_cfg)
     keys = [(s, k) for s in MUST_MATCH for k in mine[s]] + [("control", k) for k in CONTROL_MUST_MATCH if control]
     diff = [f"{s}.{k}" for s, k in keys if mine[s][k] != theirs[s].get(k)]
     if diff:
-        raise ConfigError(f"the teacher at {path} was trained with different settings for {diff}; this experiment "
-                          f"must use the teacher's {', '.join(MUST_MATCH)}{' and control' if control else ''}",
+        raise ConfigError(f"the {what} at {path} was trained with different settings for {diff}; this experiment "
+                          f"must use the {what}'s {', '.join(MUST_MATCH)}{' and control' if control else ''}",
                           key=diff[0])
 
 
@@ -73,6 +73,27 @@ def strategy_for(cfg):
     return cfg.train.strategy
 
 
+def load_student_init(cfg, teacher_path: Path):
+    """The transformer of the exported student named by ``distill.student_init`` (None when unset). ConfigError
+    unless it is a complete student export distilled from the same teacher with the experiment's world, text, model
+    and guidance embedding."""
+    path = cfg.distill.student_init
+    if path is None:
+        return None
+    try:
+        s_cfg, model, meta = load_student(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"distill.student_init: {e}", key="distill.student_init") from None
+    check_same_setup(cfg, s_cfg, Path(path), what="student")
+    if meta["guidance_embeds"] != cfg.distill.guidance_embed:
+        raise ConfigError(f"the student at {path} has guidance_embeds={meta['guidance_embeds']} but "
+                          f"distill.guidance_embed={cfg.distill.guidance_embed}", key="distill.guidance_embed")
+    if Path(meta.get("teacher", "")).resolve() != Path(teacher_path).resolve():
+        raise ConfigError(f"the student at {path} was distilled from {meta.get('teacher')!r}, not from this "
+                          f"experiment's teacher {str(teacher_path)!r}", key="distill.student_init")
+    return model.transformer
+
+
 def teacher_id(meta: dict) -> str:
     return f"{meta['config_hash']}-step{meta['global_step']}"
 
@@ -94,8 +115,10 @@ def train_distill(cfg, extra_callbacks=()) -> Path:
     if finished_export(out):
         log.info("student already trained: %s", export)
         return export
+    init = load_student_init(cfg, teacher_path)
     dm = seeded_data(cfg)
-    module = DistillModule(cfg, dm.captions, teacher, teacher_controlnet, ode_pairs_for(cfg, teacher, teacher_meta, dm))
+    module = DistillModule(cfg, dm.captions, teacher, teacher_controlnet, ode_pairs_for(cfg, teacher, teacher_meta, dm),
+                           init)
     if teacher_controlnet is not None:
         module.grid_cond = grid_condition(cfg, dm)
     tags = {"kind": "student", "method": cfg.distill.loss, "config_hash": config_hash(cfg),

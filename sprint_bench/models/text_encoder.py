@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
+
+from sprint_bench.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 HIDDEN_SIZE = 384
@@ -89,9 +90,6 @@ class CaptionCache:
         encoder = encoder or TextEncoder(max_length)
         hidden, mask = encoder.encode(list(captions) + [""])
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: DDP ranks may race
-            torch.save({"hidden": hidden, "mask": mask}, tmp)
-            tmp.replace(path)
+            atomic_write(path, lambda f: torch.save({"hidden": hidden, "mask": mask}, f))
             log.info("cached %d caption embeddings in %s", len(captions), path)
         return cls(captions, hidden, mask)

@@ -47,6 +47,9 @@ def test_every_experiment_yaml_smoke_runs(path, tmp_path_factory, teacher):
 
     out = tmp_path_factory.getbasetemp() / "smoke"  # shared: the rendered data and caption cache are reused
     cfg = micro(path, out, teacher, "train.max_steps=2")
+    if cfg.distill.student_init:  # a second stage: a micro run of the YAML from the teacher stands in for its init
+        first = train_distill(micro(path, out / "first-stage", teacher, "train.max_steps=2", "distill.student_init=null"))
+        cfg = micro(path, out, teacher, "train.max_steps=2", f"distill.student_init={first}")
     export = train_distill(cfg)
     m = meta(export)
     assert m["kind"] == "scm_student" and m["global_step"] == 2 and m["k"] == 2 and m["skipped_steps"] == 0
@@ -175,10 +178,43 @@ def test_ode_regression_term_uses_the_bank(tmp_path, teacher):
     torch.testing.assert_close(parts["ode"], cfg.distill.ode_weight * logs["loss_ode"])
     grads = torch.autograd.grad(parts["ode"], list(module.student.parameters()), allow_unused=True)
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    l2 = module.ode_part(8, module.step_generator(0))  # the same 8 pairs under each metric
+    cfg.distill.ode_metric = "pseudo_huber"
+    huber = module.ode_part(8, module.step_generator(0))
+    assert huber > 0 and not torch.isclose(huber, l2)
     cfg.distill.ode_weight = 0.0  # off: no bank is needed and no "ode" term appears
     assert ode_pairs_for(cfg, t, t_meta, dm) is None
     off, _ = DistillModule(cfg, dm.captions, t).generator_parts(x0, text, mask, module.step_generator(0), 0)
     assert "ode" not in off
+
+
+def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
+    """distill.student_init starts the student (and its EMA) from a finished run's export instead of the teacher
+    copy; an export that is missing, of another shape or of another guidance setting is a ConfigError."""
+    from sprint_bench.lit.distill import DistillModule
+    from sprint_bench.lit.fit import seeded_data
+    from sprint_bench.lit.train_distill import load_matching_teacher, load_student_init, train_distill
+
+    path = REPO / "experiments/sprint/scm.yaml"
+    first = train_distill(micro(path, tmp_path / "first", teacher, "train.max_steps=2", "train.lr=1e-2"))
+    cfg = micro(path, tmp_path, teacher, "train.ema_decay=0.99", f"distill.student_init={first}")
+    teacher_path, t, _, _ = load_matching_teacher(cfg)
+    init = load_student_init(cfg, teacher_path)
+    want = load_file(first / "transformer" / "diffusion_pytorch_model.safetensors")
+    dm = seeded_data(cfg)
+    module = DistillModule(cfg, dm.captions, t, None, None, init)
+    for model in (module.student, module.ema):
+        got = model.transformer.state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    fresh = DistillModule(micro(path, tmp_path, teacher), dm.captions, t).student.transformer.state_dict()
+    assert any(not torch.equal(fresh[k], want[k]) for k in want), "the export equals the teacher copy"
+    assert load_student_init(micro(path, tmp_path, teacher), teacher_path) is None
+    for extra, match in ((f"distill.student_init={tmp_path / 'nothing'}", "not a complete student export"),
+                         ("model.width=64", "the student at .* different settings for \\['model.width"),
+                         ("distill.guidance_embed=false", "guidance_embeds=True but distill.guidance_embed=False")):
+        bad = micro(path, tmp_path, teacher, f"distill.student_init={first}", extra)
+        with pytest.raises(ConfigError, match=match):
+            load_student_init(bad, teacher_path)
 
 
 def test_teacher_mismatch_is_a_config_error(tmp_path, teacher):

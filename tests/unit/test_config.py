@@ -410,11 +410,12 @@ def test_late_field_at_default_keeps_the_older_hash(tmp_path):
     older = to_dict(cfg)  # the canonical JSON as it was before the field existed
     for k in ("tracking", "output_dir", "control"):  # not hashed; a default control section neither
         older.pop(k)
-    for k in ("d_translate", "ode_weight", "ode_pairs", "ode_steps"):
+    for k in ("d_translate", "ode_weight", "ode_pairs", "ode_steps", "ode_metric", "student_init"):
         del older["distill"][k]
     blob = json.dumps(older, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert config_hash(cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]
-    for change in ("distill.d_translate=2", "distill.ode_weight=1.0", "distill.ode_pairs=64", "distill.ode_steps=4"):
+    for change in ("distill.d_translate=2", "distill.ode_weight=1.0", "distill.ode_pairs=64", "distill.ode_steps=4",
+                   "distill.ode_metric=pseudo_huber", "distill.student_init=runs/x/export"):
         assert config_hash(load_config(tmp_path / "d.yaml", [change])) != config_hash(cfg), change
 
 
@@ -426,6 +427,10 @@ def test_ode_regression_checked_against_controlnet_and_batch(tmp_path):
         load_config(top, ["distill.ode_weight=1.0", "distill.ode_pairs=16"]).validate_distill()
     with pytest.raises(ConfigError, match="ode_steps"):
         load_config(top, ["distill.ode_steps=0"])
+    with pytest.raises(ConfigError, match="student_init is not supported with a ControlNet"):
+        load_config(top, ["distill.student_init=runs/x/export", "control.enabled=true"]).validate_distill()
+    with pytest.raises(ConfigError, match="ode_metric"):
+        load_config(top, ["distill.ode_metric=l1"])
     with pytest.raises(ConfigError, match="loss=ode needs ode_weight > 0"):
         load_config(top, ["distill.loss=ode"])
     load_config(top, ["distill.ode_pairs=16"]).validate_distill()  # unused while ode_weight is 0

@@ -1,7 +1,9 @@
-"""The one-step ODE regression loss (sprint_bench.losses.ode): model-range MSE, gradient to the student only."""
+"""The one-step ODE regression loss (sprint_bench.losses.ode): model-range MSE or pseudo-Huber, gradient to the
+student only."""
+import pytest
 import torch
 
-from sprint_bench.losses.ode import ode_loss
+from sprint_bench.losses.ode import HUBER_C, ode_loss
 from sprint_bench.param.trigflow import SIGMA_DATA
 
 
@@ -20,3 +22,22 @@ def test_gradient_reaches_the_prediction_not_the_target():
     ode_loss(x0_hat, x0_ode).backward()
     torch.testing.assert_close(x0_hat.grad, 2 * (x0_hat - x0_ode).detach() / x0_hat.numel() / SIGMA_DATA**2)
     assert x0_ode.grad is None
+
+
+def test_pseudo_huber_hand_computed_and_median_seeking():
+    c = 2 / 255
+    x0_hat = SIGMA_DATA * torch.tensor([0.0, 1.0, 0.5])
+    x0_ode = SIGMA_DATA * torch.tensor([0.0, 0.0, 0.5 + c])
+    # element errors 0, 1, c -> sqrt(d^2 + c^2) - c = 0, sqrt(1 + c^2) - c, (sqrt(2) - 1) c
+    want = (0.0 + ((1 + c * c) ** 0.5 - c) + (2**0.5 - 1) * c) / 3
+    assert HUBER_C == c
+    assert ode_loss(x0_hat, x0_ode, metric="pseudo_huber").item() == pytest.approx(want, rel=1e-6)
+    # a target that is 0 three times and 1 once: l2 is smallest at the mean 0.25, pseudo-Huber near the median 0
+    target = SIGMA_DATA * torch.tensor([0.0, 0.0, 0.0, 1.0])
+    grid = torch.linspace(0, 1, 101)
+    best = {m: grid[torch.stack([ode_loss(SIGMA_DATA * g.expand(4), target, metric=m) for g in grid]).argmin()].item()
+            for m in ("l2", "pseudo_huber")}
+    assert best["l2"] == pytest.approx(0.25)
+    assert best["pseudo_huber"] < 0.02
+    with pytest.raises(ValueError, match="unknown ODE regression metric 'l1'"):
+        ode_loss(x0_hat, x0_ode, metric="l1")

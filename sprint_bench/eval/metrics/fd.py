@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Callable
 import numpy as np
 import scipy.linalg
 
+from sprint_bench.atomic import atomic_write
 from sprint_bench.eval.metrics.base import MetricResult, Protocol
 
 CACHE_FORMAT = 1
@@ -181,23 +181,6 @@ def _load_valid(path: Path, expected: dict, dim: int) -> dict | None:
     return {"mu": mu, "sigma": sigma, "feats": feats, "meta": meta}
 
 
-def _save_atomic(path: Path, mu: np.ndarray, sigma: np.ndarray, feats: np.ndarray, meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma, feats=feats, meta=np.array(json.dumps(meta, sort_keys=True)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def reference_stats(extractor, images_fn: Callable[[int, int], np.ndarray], n: int, resolution: int,
                     data_seed: int, cache_dir: str | os.PathLike | None) -> dict:
     """Reference features and statistics of ``n`` real images, computed once and cached.
@@ -232,7 +215,8 @@ def reference_stats(extractor, images_fn: Callable[[int, int], np.ndarray], n: i
             "resize": getattr(extractor, "resize", ""), "feats_dtype": str(feats.dtype),
             "content_sha256": _content_sha256(mu, sigma, feats), "created_unix": time.time()}
     if path is not None:
-        _save_atomic(path, mu, sigma, feats, meta)
+        atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma, feats=feats,
+                                              meta=np.array(json.dumps(meta, sort_keys=True))))
     return {"mu": mu, "sigma": sigma, "feats": feats, "meta": meta, "cache_path": path, "from_cache": False}
 
 
