@@ -32,7 +32,8 @@ CONTROL_COLUMNS = [
     ("GenEval-Shapes", "geneval_overall", "{:.3f}"),
 ]
 IGNORED_AXES = ("distill/teacher", "distill/debug_nan_steps", "distill/eval_steps")
-TRAIN_AXES = ("train/max_steps", "train/lr", "train/ema_decay")  # the train keys an ablation may change
+# the train keys an ablation may change
+TRAIN_AXES = ("train/max_steps", "train/lr", "train/lr_schedule", "train/min_lr_ratio", "train/ema_decay")
 
 
 def label(row: Row) -> str:

@@ -16,6 +16,10 @@ def test_setting_names_distill_and_train_axes_only():
     assert tables.setting(_student(tuned), hybrid) == "adv_weight=0.1, d_translate=2, ema_decay=0.99"
     assert tables.setting(_student(hybrid), hybrid) == "default (hybrid)"
     assert tables.setting(_student({}), hybrid) == "-"
+    cosine = dict(hybrid, **{"train/lr_schedule": "cosine", "train/min_lr_ratio": 0.05})
+    assert tables.setting(_student(cosine), dict(hybrid, **{"train/lr_schedule": "constant",
+                                                            "train/min_lr_ratio": 0.1})) == \
+        "lr_schedule=cosine, min_lr_ratio=0.05"
 
 
 def test_setting_compares_fields_the_reference_lacks_with_their_default():
