@@ -31,9 +31,7 @@ def part_grad_norms(module, batches, k: int) -> dict[str, list[float]]:
 
 def main(argv=None) -> dict:
     from sprint_bench.config import load_config
-    from sprint_bench.lit.distill import DistillModule
-    from sprint_bench.lit.fit import seeded_data
-    from sprint_bench.lit.train_distill import load_matching_teacher, load_student_init, ode_pairs_for
+    from sprint_bench.lit.train_distill import build_distill_module, load_matching_teacher
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="the student's experiment YAML")
@@ -49,10 +47,7 @@ def main(argv=None) -> dict:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise SystemExit(f"no checkpoint file {args.checkpoint}")
     torch.set_num_threads(args.threads)
-    teacher_path, teacher, teacher_controlnet, teacher_meta = load_matching_teacher(cfg)
-    dm = seeded_data(cfg)
-    module = DistillModule(cfg, dm.captions, teacher, teacher_controlnet, ode_pairs_for(cfg, teacher, teacher_meta, dm),
-                           load_student_init(cfg, teacher_path))
+    dm, module = build_distill_module(cfg, *load_matching_teacher(cfg))
     if args.checkpoint is not None:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
         missing, unexpected = module.load_state_dict(state, strict=False)

@@ -106,6 +106,15 @@ def ode_pairs_for(cfg, teacher, teacher_meta: dict, dm):
     return load_or_make_ode_pairs(cfg, FlowBackbone(teacher), teacher_id(teacher_meta), dm)
 
 
+def build_distill_module(cfg, teacher_path, teacher, teacher_controlnet, teacher_meta):
+    """(DataModule, DistillModule) of ``cfg`` from :func:`load_matching_teacher`'s result: the ``student_init``
+    export is checked first (cheap), then the data and the ODE-pair bank (may take minutes) are made."""
+    init = load_student_init(cfg, teacher_path)
+    dm = seeded_data(cfg)
+    return dm, DistillModule(cfg, dm.captions, teacher, teacher_controlnet,
+                             ode_pairs_for(cfg, teacher, teacher_meta, dm), init)
+
+
 def train_distill(cfg, extra_callbacks=()) -> Path:
     """Train (or resume) the student and export it to ``run_dir(cfg)/export``; returns the export folder."""
     torch.set_num_threads(cfg.train.threads)
@@ -115,10 +124,7 @@ def train_distill(cfg, extra_callbacks=()) -> Path:
     if finished_export(out):
         log.info("student already trained: %s", export)
         return export
-    init = load_student_init(cfg, teacher_path)
-    dm = seeded_data(cfg)
-    module = DistillModule(cfg, dm.captions, teacher, teacher_controlnet, ode_pairs_for(cfg, teacher, teacher_meta, dm),
-                           init)
+    dm, module = build_distill_module(cfg, teacher_path, teacher, teacher_controlnet, teacher_meta)
     if teacher_controlnet is not None:
         module.grid_cond = grid_condition(cfg, dm)
     tags = {"kind": "student", "method": cfg.distill.loss, "config_hash": config_hash(cfg),
