@@ -10,7 +10,11 @@ Pipeline of :func:`load_config`:
 3. apply command-line overrides ``a.b.c=value`` in order (value parsed with
    ``yaml.safe_load``; a mapping value merges like a file would);
 4. validate the merged tree against :class:`ExperimentConfig` (unknown keys,
-   types, ranges, choices), then run its cross-field ``validate()``.
+   types, ranges, choices), then run its cross-field ``validate()``;
+5. a ``distill.student_init`` naming an experiment YAML (relative to the file
+   that set it) becomes that experiment's export folder,
+   ``<output_dir>/<name>-<hash>/export``, loaded with this config's
+   ``output_dir`` (so a first stage's config change is followed, not stale).
 
 For every key the loader remembers which file (or ``"<command line>"``) last
 set it, so each error names the key and where it came from.
@@ -458,7 +462,10 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
     """
     if isinstance(overrides, str):
         overrides = [overrides]
-    top = os.fspath(path)
+    return _load(os.fspath(path), list(overrides), ())
+
+
+def _load(top: str, overrides: list[str], stages: tuple[str, ...]) -> ExperimentConfig:
     # Schema defaults are the bottom layer, so dict-valued fields (family_weights)
     # deep-merge with their defaults like any base file would.
     tree: dict = to_dict(ExperimentConfig())
@@ -467,7 +474,26 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
         _merge(tree, data, file, origins)
     for item in overrides:
         _apply_override(tree, item, origins)
-    return from_dict(tree, origins, source=top)
+    cfg = from_dict(tree, origins, source=top)
+    init = cfg.distill.student_init
+    if init and init.endswith((".yaml", ".yml")):
+        cfg.distill.student_init = _stage_export(init, origins.get("distill.student_init", COMMAND_LINE),
+                                                 cfg.output_dir, (*stages, top))
+    return cfg
+
+
+def _stage_export(ref: str, origin: str, output_dir: str, stages: tuple[str, ...]) -> str:
+    """The export folder of the experiment YAML ``ref`` (a ``distill.student_init`` set in ``origin``)."""
+    here = "" if origin in (COMMAND_LINE, DEFAULTS) else os.path.dirname(origin)
+    path = os.path.normpath(os.path.join(here, os.path.expanduser(ref)))
+    if os.path.realpath(path) in map(os.path.realpath, stages):
+        raise ConfigError(f"distill.student_init cycle: {' -> '.join([*stages, path])}", key="distill.student_init",
+                          origin=origin)
+    if not os.path.isfile(path):
+        raise ConfigError(f"distill.student_init names the experiment {path}, which does not exist",
+                          key="distill.student_init", origin=origin)
+    first = _load(path, [f"output_dir={json.dumps(output_dir)}"], stages)
+    return os.path.join(first.output_dir, f"{first.name}-{config_hash(first)}", "export")
 
 
 # --------------------------------------------------------------------------- export

@@ -288,8 +288,8 @@ class DistillConfig:
     ode_metric: str = _field("l2", "per-element error of the ODE regression: l2 (squared) or pseudo_huber "
                              "(sqrt(d^2 + c^2) - c, c = 2/255 in model range)", choices=["l2", "pseudo_huber"])
     student_init: Optional[str] = _field(None, "start the student from this exported student (a finished run's "
-                                         "export folder) instead of a copy of the teacher (ours: two-stage "
-                                         "training; null = the paper)")
+                                         "export folder, or an experiment YAML: its run's export) instead of a "
+                                         "copy of the teacher (ours: two-stage training; null = the paper)")
     d_lr: Optional[float] = _field(None, "discriminator learning rate (null: train.lr)", gt=0.0)
     d_grad_clip: float = _field(1.0, "discriminator gradient-norm clip (0 disables)", min=0.0)
     eval_steps: list[int] = _field([1, 2, 4], "sampling steps evaluated after training", min=1, min_items=1)

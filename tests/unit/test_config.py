@@ -437,6 +437,31 @@ def test_ode_regression_checked_against_controlnet_and_batch(tmp_path):
     load_config(top, ["distill.ode_weight=0.5", "distill.ode_pairs=32"]).validate_distill()
 
 
+def test_student_init_naming_an_experiment_yaml_becomes_its_run_export(tmp_path, monkeypatch):
+    """distill.student_init: <yaml> resolves (relative to the file that set it) to that experiment's
+    <output_dir>/<name>-<hash>/export, under the second stage's output_dir; same hash as the literal path."""
+    write(tmp_path / "stages" / "first.yaml", "name: first\ndistill:\n  loss: scm\ntrain:\n  max_steps: 7\n")
+    second = write(tmp_path / "stages" / "second.yaml", "name: second\ndistill:\n  student_init: first.yaml\n")
+    first = load_config(tmp_path / "stages" / "first.yaml")
+    want = f"runs/first-{config_hash(first)}/export"
+    cfg = load_config(second)
+    assert cfg.distill.student_init == want
+    assert config_hash(cfg) == config_hash(load_config(second, [f"distill.student_init={want}"]))
+    moved = load_config(second, ["output_dir=/data/out"])
+    assert moved.distill.student_init == f"/data/out/first-{config_hash(first)}/export"
+    edited = load_config(second, ["distill.student_init=null"])  # the first stage's change is followed
+    write(tmp_path / "stages" / "first.yaml", "name: first\ndistill:\n  loss: scm\ntrain:\n  max_steps: 8\n")
+    assert load_config(second).distill.student_init != want and edited.distill.student_init is None
+    monkeypatch.chdir(tmp_path)  # from the command line: relative to the working directory
+    assert load_config(second, ["distill.student_init=stages/first.yaml"]).distill.student_init == \
+        load_config(second).distill.student_init
+    with pytest.raises(ConfigError, match="names the experiment .*missing.yaml, which does not exist"):
+        load_config(second, ["distill.student_init=missing.yaml"])
+    write(tmp_path / "stages" / "first.yaml", "name: first\ndistill:\n  student_init: second.yaml\n")
+    with pytest.raises(ConfigError, match="student_init cycle"):
+        load_config(second)
+
+
 def test_d_translate_checked_against_resolution_and_controlnet(tmp_path):
     top = write(tmp_path / "d.yaml", "distill:\n  loss: hybrid\n")
     with pytest.raises(ConfigError, match="d_translate=16 must be below half"):
