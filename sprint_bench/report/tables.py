@@ -34,6 +34,11 @@ CONTROL_COLUMNS = [
 IGNORED_AXES = ("distill/teacher", "distill/debug_nan_steps", "distill/eval_steps")
 # the train keys an ablation may change
 TRAIN_AXES = ("train/max_steps", "train/lr", "train/lr_schedule", "train/min_lr_ratio", "train/ema_decay")
+# distill keys only one loss term reads: not a setting of a student trained without that term
+SCM_KEYS = ("scm_weight", "logvar", "tangent", "fd_eps", "tangent_warmup_steps", "tangent_norm_c")
+ADV_KEYS = ("adv_weight", "max_time_p", "d_p_mean", "d_p_std", "head_blocks", "misaligned_pairs", "d_translate",
+            "r1_weight", "d_lr", "d_grad_clip")
+ODE_KEYS = ("ode_pairs", "ode_steps", "ode_metric")
 
 
 def label(row: Row) -> str:
@@ -62,13 +67,24 @@ def _default(key: str):
     return _defaults().get(section, {}).get(name)
 
 
+def _inert(training: dict) -> set[str]:
+    """The "distill/..." keys the student's own loss does not read (loss=ode inherits a hybrid's adv_weight)."""
+    loss = str(training.get("distill/loss", "hybrid"))
+    keys = set() if loss in ("scm", "hybrid") else set(SCM_KEYS)
+    keys |= set() if loss in ("ladd", "hybrid") else set(ADV_KEYS)
+    keys |= set(ODE_KEYS) if float(training.get("distill/ode_weight", 0.0)) == 0 else set()
+    return {f"distill/{k}" for k in keys}
+
+
 def setting(row: Row, reference: dict) -> str:
     """The student's training settings that differ from the reference (hybrid) run: the ablation axis. A key the
-    reference run did not record (a field added later) compares with its default."""
+    reference run did not record (a field added later) compares with its default; one the student's loss does not
+    read is left out."""
     if not row.training:
         return "-"
+    inert = _inert(row.training)
     diff = [f"{k.split('/', 1)[1]}={v}" for k, v in sorted(row.training.items())
-            if (k.startswith("distill/") or k in TRAIN_AXES) and k not in IGNORED_AXES
+            if (k.startswith("distill/") or k in TRAIN_AXES) and k not in IGNORED_AXES and k not in inert
             and str(reference[k] if k in reference else _default(k)) != str(v)]  # MLflow params are strings
     return ", ".join(diff) if diff else "default (hybrid)"
 

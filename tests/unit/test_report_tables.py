@@ -30,3 +30,19 @@ def test_setting_compares_fields_the_reference_lacks_with_their_default():
     assert tables.setting(_student(dict(ode, **{"distill/ode_steps": 4})), hybrid) == "ode_steps=4, ode_weight=1.0"
     as_logged = {k: str(v) for k, v in ode.items()}  # MLflow gives params back as strings
     assert tables.setting(_student(as_logged), {k: str(v) for k, v in hybrid.items()}) == "ode_weight=1.0"
+
+
+def test_setting_leaves_out_keys_the_students_loss_does_not_read():
+    """A regression-only student (loss=ode) built on a tuned hybrid YAML inherits adv_weight and d_translate, and an
+    sCM-only one the discriminator's settings: neither trained with them, so neither shows them."""
+    hybrid = {"distill/loss": "hybrid", "distill/adv_weight": 0.5, "distill/d_translate": 0,
+              "distill/tangent_warmup_steps": 300, "distill/ode_weight": 0.0, "distill/ode_metric": "l2"}
+    ode = dict(hybrid, **{"distill/loss": "ode", "distill/adv_weight": "0.1", "distill/d_translate": "2",
+                          "distill/tangent_warmup_steps": "150", "distill/ode_weight": "1.0",
+                          "distill/ode_metric": "pseudo_huber"})
+    assert tables.setting(_student(ode), hybrid) == "loss=ode, ode_metric=pseudo_huber, ode_weight=1.0"
+    scm = dict(hybrid, **{"distill/loss": "scm", "distill/d_translate": 2, "distill/ode_metric": "pseudo_huber"})
+    assert tables.setting(_student(scm), hybrid) == "loss=scm"
+    two_stage = dict(ode, **{"distill/loss": "hybrid"})
+    assert tables.setting(_student(two_stage), hybrid) == ("adv_weight=0.1, d_translate=2, ode_metric=pseudo_huber, "
+                                                           "ode_weight=1.0, tangent_warmup_steps=150")
