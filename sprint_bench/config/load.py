@@ -37,7 +37,7 @@ import yaml
 
 from .schema import ConfigError, ExperimentConfig
 
-__all__ = ["load_config", "from_dict", "to_dict", "config_hash", "ConfigError", "COMMAND_LINE", "DEFAULTS"]
+__all__ = ["load_config", "from_dict", "to_dict", "config_hash", "run_name", "ConfigError", "COMMAND_LINE", "DEFAULTS"]
 
 COMMAND_LINE = "<command line>"
 DEFAULTS = "<defaults>"
@@ -493,7 +493,7 @@ def _stage_export(ref: str, origin: str, output_dir: str, stages: tuple[str, ...
         raise ConfigError(f"distill.student_init names the experiment {path}, which does not exist",
                           key="distill.student_init", origin=origin)
     first = _load(path, [f"output_dir={json.dumps(output_dir)}"], stages)
-    return os.path.join(first.output_dir, f"{first.name}-{config_hash(first)}", "export")
+    return os.path.join(first.output_dir, run_name(first), "export")
 
 
 # --------------------------------------------------------------------------- export
@@ -544,3 +544,8 @@ def config_hash(cfg: ExperimentConfig) -> str:
             data.pop(section)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def run_name(cfg: ExperimentConfig) -> str:
+    """The run folder's name under ``output_dir``: ``<name>-<config hash>`` (re-running a config resumes it)."""
+    return f"{cfg.name}-{config_hash(cfg)}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from sprint_bench.config import ConfigError, config_hash
+from sprint_bench.config import ConfigError, config_hash, run_name
 from sprint_bench.data.datamodule import ShapesDataModule
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
 from sprint_bench.lit.fit import resume_checkpoint  # noqa: F401 - re-exported
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def run_dir(cfg) -> Path:
     """One folder per (experiment name, config hash): re-running the same config resumes it."""
-    return Path(cfg.output_dir).resolve() / f"{cfg.name}-{config_hash(cfg)}"
+    return Path(cfg.output_dir).resolve() / run_name(cfg)
 
 
 def grid_entries(cfg, dm: ShapesDataModule, n: int = 16) -> list[dict]:
