@@ -11,17 +11,19 @@ import torch
 
 from sprint_bench.atomic import atomic_write
 from sprint_bench.data.datamodule import world_key
-from sprint_bench.samplers.ode_pairs import OdePairs, draw_pairs, make_ode_pairs
+from sprint_bench.samplers.ode_pairs import PAIR_SEED_BASE, OdePairs, draw_pairs, make_ode_pairs
 
 log = logging.getLogger(__name__)
 
 
 def pairs_key(cfg, teacher_id: str) -> str:
-    """Hash of everything the bank depends on: teacher, training set, text length, pair count, steps, w, seed."""
+    """Hash of everything the bank depends on: teacher, training set, text length, pair count, steps, w, seed and
+    the noise-seed base (banks drawn before the base existed used the evaluation's seeds and are never reused)."""
     d = cfg.distill
     blob = json.dumps({"teacher": teacher_id, "data": world_key(cfg.world, cfg.data.train_size, cfg.seed),
                        "max_length": cfg.text.max_length, "n": d.ode_pairs, "steps": d.ode_steps,
-                       "cfg_scales": [float(s) for s in d.cfg_scales], "seed": cfg.seed}, sort_keys=True)
+                       "cfg_scales": [float(s) for s in d.cfg_scales], "seed": cfg.seed,
+                       "seed_base": PAIR_SEED_BASE}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -10,6 +10,11 @@ from tqdm import tqdm
 from sprint_bench.eval.geneval.generate import seeded_noise
 from sprint_bench.samplers.flow import euler_sample
 
+# Bank noise seeds lie in [2**31, 2**32), so they never meet the harness's image seeds (seed + prompt *
+# images_per_prompt + k, small integers): a student regressed onto a pair must not be evaluated on that pair's noise.
+# Not higher: torch's CPU generator keeps only the low 32 bits of a seed (2**40 draws what 0 draws).
+PAIR_SEED_BASE = 2**31
+
 
 @dataclass
 class OdePairs:
@@ -33,12 +38,12 @@ class OdePairs:
 
 def draw_pairs(train_caption_ids: torch.Tensor, n: int, cfg_scales, seed: int) -> tuple[torch.Tensor, ...]:
     """(caption ids, w, noise seeds) of ``n`` pairs: captions drawn from the training set's (with repeats, so the
-    prompt mix is the training mix), w uniform over ``cfg_scales``, seeds ``seed * 2**20 + i``."""
+    prompt mix is the training mix), w uniform over ``cfg_scales``, seeds ``PAIR_SEED_BASE + (seed * 2**20 + i) mod 2**31``."""
     g = torch.Generator().manual_seed(seed)
     ids = train_caption_ids[torch.randint(len(train_caption_ids), (n,), generator=g)]
     scales = torch.tensor([float(s) for s in cfg_scales], dtype=torch.float32)
     w = scales[torch.randint(len(scales), (n,), generator=g)]
-    seeds = seed * 2**20 + torch.arange(n, dtype=torch.int64)
+    seeds = PAIR_SEED_BASE + (seed * 2**20 + torch.arange(n, dtype=torch.int64)) % 2**31
     return ids, w, seeds
 
 

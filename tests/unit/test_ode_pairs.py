@@ -14,7 +14,7 @@ from sprint_bench.lit.ode_pairs import load_or_make_ode_pairs, pairs_key
 from sprint_bench.models.sana import FlowBackbone, build_sana
 from sprint_bench.models.text_encoder import HIDDEN_SIZE, CaptionCache
 from sprint_bench.samplers.flow import euler_sample
-from sprint_bench.samplers.ode_pairs import OdePairs, draw_pairs, make_ode_pairs
+from sprint_bench.samplers.ode_pairs import PAIR_SEED_BASE, OdePairs, draw_pairs, make_ode_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model.width=32", "model.depth=1", "model.heads=2", "model.cross_heads=2"]
@@ -69,6 +69,17 @@ def test_draw_follows_training_captions_and_cfg_set():
     assert not torch.equal(draw_pairs(train_ids, 400, [2.5, 3.0, 3.5], seed=3)[2], seeds)
 
 
+def test_pair_noise_never_is_evaluation_noise():
+    """The harness's image seeds are seed + prompt * images_per_prompt + k (small integers); a bank's seeds start at
+    PAIR_SEED_BASE, so a student regressed onto its pairs is never evaluated on their noise (bank seeds once began at 0)."""
+    assert torch.equal(seeded_noise([2**32 + 5], (3, 8, 8)), seeded_noise([5], (3, 8, 8)))  # 32-bit seeds in torch
+    for seed in (0, 7, 5000):
+        seeds = draw_pairs(torch.arange(5), 32768, [3.0], seed=seed)[2]
+        assert seeds.min() >= PAIR_SEED_BASE == 2**31 and seeds.max() < 2**32 and len(set(seeds.tolist())) == 32768
+    assert not torch.isin(seeds, torch.arange(0, 10**7)).any()  # evaluation seeds up to 10**7
+    assert not torch.equal(seeded_noise([int(seeds[0])], (3, 8, 8)), seeded_noise([int(seeds[0]) % 2**31], (3, 8, 8)))
+
+
 def test_bank_is_made_once_then_loaded(setup):
     cfg, velocity, dm = setup
     Counting.calls = 0
@@ -84,3 +95,11 @@ def test_bank_is_made_once_then_loaded(setup):
     assert velocity.training is False
     other = load_config(REPO / "experiments" / "base.yaml", TINY + ["distill.ode_pairs=7", "distill.ode_steps=4"])
     assert len({pairs_key(cfg, "teacher-a"), pairs_key(cfg, "teacher-b"), pairs_key(other, "teacher-a")}) == 3
+
+
+def test_bank_key_names_the_seed_base(monkeypatch):
+    """Banks drawn with another noise-seed base (those before it existed drew seeds from 0) are never reused."""
+    cfg = load_config(REPO / "experiments" / "base.yaml", TINY)
+    key = pairs_key(cfg, "teacher-a")
+    monkeypatch.setattr("sprint_bench.lit.ode_pairs.PAIR_SEED_BASE", 0)
+    assert pairs_key(cfg, "teacher-a") != key
