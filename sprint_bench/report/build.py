@@ -30,7 +30,7 @@ SMOKE_BANNER = ("SMOKE RUN (micro preset, `make quick`): tiny models trained for
 
 
 def fingerprint(rows: list[Row]) -> str:
-    blob = json.dumps(sorted((r.run_id, sorted(r.metrics.items())) for r in rows))
+    blob = json.dumps(sorted((r.run_id, sorted(r.metrics.items()), r.caveat) for r in rows))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -155,6 +155,10 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
                   ("h2", "What was measured"), ("list", protocol_lines(rows)),
                   ("h2", "Table 2 (ours): every model and step count"), ("table", t2),
                   ("h2", "Table 3 (ours): distillation ablations"), ("table", t3)]
+        caveats = tables.caveat_lines(rows)
+        if caveats:
+            parts += [("p", "Caveats († above; MLflow tag `caveat` of the student's training run):"),
+                      ("list", caveats)]
         if t4 is not None:
             parts += [("h2", "ControlNet (ours): edge-map condition fidelity"), ("p", CONTROL_NOTE), ("table", t4)]
         parts += [("h2", "Quality vs latency"), ("img", _img(pareto, embed, out)),

@@ -8,6 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from sprint_bench.tracking.eval_runs import KIND
 
+CAVEAT = "caveat"  # MLflow tag on a student's training run (set by hand: `mlflow.MlflowClient().set_tag(...)`)
+
 
 @dataclass
 class Row:
@@ -20,6 +22,7 @@ class Row:
     params: dict
     metrics: dict
     training: dict = field(default_factory=dict)  # params of the student's training run (empty for the teacher)
+    caveat: str = ""  # tag ``caveat`` of the student's training run: a known flaw of its numbers, shown with them
 
     @property
     def is_teacher(self) -> bool:
@@ -60,15 +63,18 @@ def collect(experiment: str, tracking_uri: str) -> list[Row]:
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
     trained = {}
     for r in _all_runs(client, exp.experiment_id, "tags.kind = 'student'"):
-        trained[r.data.tags.get("config_hash")] = r.data.params
+        trained[r.data.tags.get("config_hash")] = (r.data.params, r.data.tags.get(CAVEAT, ""))
     newest: dict[tuple, object] = {}
     for r in _all_runs(client, exp.experiment_id, f"tags.`{KIND}` = 'eval-child' and attributes.status = 'FINISHED'"):
         p = r.data.params
         key = (p.get("model_id"), p.get("steps"), p.get("sampler"))
         if key not in newest or r.info.start_time > newest[key].info.start_time:
             newest[key] = r
-    rows = [Row(run_id=r.info.run_id, model=r.data.params["model"], model_id=r.data.params["model_id"],
-                method=r.data.params.get("method", ""), steps=int(r.data.params["steps"]),
-                nfe=int(r.data.params["nfe"]), params=dict(r.data.params), metrics=dict(r.data.metrics),
-                training=trained.get(r.data.params.get("config_hash"), {})) for r in newest.values()]
+    rows = []
+    for r in newest.values():
+        training, caveat = trained.get(r.data.params.get("config_hash"), ({}, ""))
+        rows.append(Row(run_id=r.info.run_id, model=r.data.params["model"], model_id=r.data.params["model_id"],
+                        method=r.data.params.get("method", ""), steps=int(r.data.params["steps"]),
+                        nfe=int(r.data.params["nfe"]), params=dict(r.data.params), metrics=dict(r.data.metrics),
+                        training=training, caveat=caveat))
     return sorted(rows, key=lambda r: (not r.is_teacher, r.model, r.steps))

@@ -42,9 +42,16 @@ ODE_KEYS = ("ode_pairs", "ode_steps", "ode_metric")
 
 
 def label(row: Row) -> str:
+    """A row's name in every table; a dagger marks a run with a caveat (listed under the tables)."""
     if row.is_teacher:
         return f"Flow teacher (Euler, CFG {float(row.params.get('cfg_scale', 0)):g})"
-    return f"{row.method} ({row.model})"
+    return f"{row.method} ({row.model})" + (" †" if row.caveat else "")
+
+
+def caveat_lines(rows: list[Row]) -> list[str]:
+    """One list item per model whose training run carries a caveat."""
+    seen = {r.model: r.caveat for r in rows if r.caveat}
+    return [f"- † {model}: {text}" for model, text in sorted(seen.items())]
 
 
 def control_rows(rows: list[Row]) -> list[Row]:

@@ -139,3 +139,30 @@ def test_report_renders_in_headless_chromium(quick, tmp_path):
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
     saturated = (np.abs(rgb[..., 0] - rgb[..., 2]) > 60).mean()
     assert saturated > 0.0005
+
+
+def test_a_caveat_tag_marks_the_students_rows_and_is_listed(quick, tmp_path):
+    """A known flaw of a student's numbers (MLflow tag `caveat` on its training run) travels with them: a dagger
+    on its rows in every table, the text under the tables, and a changed fingerprint (the report is rebuilt)."""
+    from mlflow.tracking import MlflowClient
+
+    from sprint_bench.report.build import build_report
+    from sprint_bench.report.collect import CAVEAT
+
+    spec, _ = quick
+    client = MlflowClient(spec.tracking_uri)
+    exp = client.get_experiment_by_name(spec.experiment)
+    run = next(r for r in client.search_runs([exp.experiment_id], "tags.kind = 'student'")
+               if r.data.tags["config_file"].endswith("hybrid.yaml"))
+    out = tmp_path / "report"
+    build_report(spec.experiment, spec.tracking_uri, out, "t", log_to_mlflow=False)
+    before = json.loads((out / "report.json").read_text())["fingerprint"]
+    client.set_tag(run.info.run_id, CAVEAT, "trained on noise the evaluation also uses")
+    md, rebuilt = build_report(spec.experiment, spec.tracking_uri, out, "t", log_to_mlflow=False)
+    assert rebuilt and json.loads((out / "report.json").read_text())["fingerprint"] != before
+    text = md.read_text()
+    tagged = [ln for ln in text.splitlines() if ln.startswith("| ") and "†" in ln]
+    assert tagged and all("hybrid" in ln for ln in tagged)
+    assert len([ln for ln in text.split("## Table 2 (ours)")[1].split("\n## ")[0].splitlines() if "†" in ln]) == 2
+    assert "- † sprint-hybrid: trained on noise the evaluation also uses" in text
+    assert "† sprint-hybrid: trained on noise" in (out / "report.html").read_text()
