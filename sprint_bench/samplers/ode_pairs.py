@@ -38,7 +38,8 @@ class OdePairs:
 
 def draw_pairs(train_caption_ids: torch.Tensor, n: int, cfg_scales, seed: int) -> tuple[torch.Tensor, ...]:
     """(caption ids, w, noise seeds) of ``n`` pairs: captions drawn from the training set's (with repeats, so the
-    prompt mix is the training mix), w uniform over ``cfg_scales``, seeds ``PAIR_SEED_BASE + (seed * 2**20 + i) mod 2**31``."""
+    prompt mix is the training mix), w uniform over ``cfg_scales``, noise seeds
+    ``PAIR_SEED_BASE + (seed * 2**20 + i) mod 2**31``."""
     g = torch.Generator().manual_seed(seed)
     ids = train_caption_ids[torch.randint(len(train_caption_ids), (n,), generator=g)]
     scales = torch.tensor([float(s) for s in cfg_scales], dtype=torch.float32)

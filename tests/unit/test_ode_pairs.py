@@ -71,8 +71,8 @@ def test_draw_follows_training_captions_and_cfg_set():
 
 def test_pair_noise_never_is_evaluation_noise():
     """The harness's image seeds are seed + prompt * images_per_prompt + k (small integers); a bank's seeds start at
-    PAIR_SEED_BASE, so a student regressed onto its pairs is never evaluated on their noise (bank seeds once began at 0)."""
-    assert torch.equal(seeded_noise([2**32 + 5], (3, 8, 8)), seeded_noise([5], (3, 8, 8)))  # 32-bit seeds in torch
+    PAIR_SEED_BASE, so a student regressed onto its pairs is never evaluated on their noise (they once began at 0)."""
+    assert torch.equal(seeded_noise([2**32 + 5], (3, 8, 8)), seeded_noise([5], (3, 8, 8)))  # torch: 32-bit seeds
     for seed in (0, 7, 5000):
         seeds = draw_pairs(torch.arange(5), 32768, [3.0], seed=seed)[2]
         assert seeds.min() >= PAIR_SEED_BASE == 2**31 and seeds.max() < 2**32 and len(set(seeds.tolist())) == 32768
