@@ -14,7 +14,7 @@ ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv \
 	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation bench-distill bench-speedup paper quick report ui \
-	controlnet-teacher controlnet-sprint controlnet-baseline controlnet bench-controlnet
+	controlnet-teacher controlnet-sprint controlnet-baseline controlnet bench-controlnet bench-realscale
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -99,6 +99,10 @@ controlnet: controlnet-teacher controlnet-sprint controlnet-baseline ## the whol
 STUDENT ?= runs/sprint-hybrid-$(shell $(BIN)/python -c "from sprint_bench.config import load_config, config_hash; print(config_hash(load_config('experiments/sprint/hybrid.yaml')))" 2>/dev/null)
 bench-speedup: setup ## batch-1 latency of STUDENT (default: the hybrid) at 1/2/4 steps vs the 20-step CFG teacher
 	$(BIN)/python -m sprint_bench.eval.bench_speedup $(STUDENT)
+
+REALSCALE_OUT ?= runs/bench-realscale.json
+bench-realscale: setup ## full-size SANA(-Sprint) 0.6B/1.6B + Gemma-2 + DC-AE, random weights: batch-1 latency on a GPU (est. 11 min, H200)
+	$(BIN)/python -m sprint_bench.eval.bench_realscale --out $(REALSCALE_OUT) $(ARGS)
 
 TEACHER ?= release
 QUICK_DIR ?= runs/quick
