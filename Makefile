@@ -113,7 +113,7 @@ quick: setup ## the same chain on the micro preset in minutes (QUICK_DIR, labell
 	$(BIN)/sprint-bench paper --quick $(QUICK_DIR)
 
 report: setup ## rebuild reports/paper from MLflow (SUITE=, EXPERIMENT=)
-	$(BIN)/sprint-bench report --suite $(or $(SUITE),paper) --experiment $(or $(EXPERIMENT),sprint_bench)
+	$(BIN)/sprint-bench report --suite $(or $(SUITE),paper) --experiment $(or $(EXPERIMENT),sprint_bench) $(ARGS)
 
 UI_PORT ?= 5000
 ui: setup ## MLflow UI on 127.0.0.1:UI_PORT against the project's store

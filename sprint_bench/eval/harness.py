@@ -32,6 +32,7 @@ from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
 from sprint_bench.eval.grid import image_grid, png_bytes
 from sprint_bench.eval.metrics.base import MetricResult, Protocol
 from sprint_bench.models.text_encoder import CaptionCache
+from sprint_bench.samplers.ode_pairs import PAIR_SEED_BASE
 
 log = logging.getLogger(__name__)
 METRICS = ("fd", "kid", "clip", "geneval", "latency", "fid", "edge_f1")
@@ -111,6 +112,10 @@ class Evaluator:
                                         f"`make clip-scorer` or pass --clip-scorer DIR")
             self.clip = ClipScorer.from_dir(settings.clip_scorer)
         self.prompts = geneval_shapes_prompts(self.world)[:settings.limit_prompts]
+        last_seed = settings.seed + len(self.prompts) * settings.images_per_prompt - 1
+        if settings.seed < 0 or last_seed >= PAIR_SEED_BASE:
+            raise ValueError(f"image seeds {settings.seed}..{last_seed} must lie in [0, 2**31): torch keeps a seed's "
+                             f"low 32 bits, and seeds from 2**31 on draw the ODE-pair banks' training noise")
         self.cache_dir = Path(self.model.cfg.output_dir) / "cache"
         self.captions = CaptionCache.build(sorted({p["prompt"] for p in self.prompts}),
                                            self.model.cfg.text.max_length, self.cache_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -21,6 +22,8 @@ from sprint_bench.report import paper, tables
 from sprint_bench.report.collect import Row, collect
 from sprint_bench.tracking.eval_runs import KIND
 
+log = logging.getLogger(__name__)
+
 CONTROL_NOTE = ("Edge F1 compares the edges of each generated image with the thickness-1 edges of its condition "
                 "(a render of the same prompt from the image's seed; see the edge F1 protocol above). Rows marked "
                 "\"no (baseline)\" never saw the condition: their score is what text alone reaches. ControlNet rows "
@@ -29,9 +32,35 @@ SMOKE_BANNER = ("SMOKE RUN (micro preset, `make quick`): tiny models trained for
                 "prompts. It checks the pipeline end to end; its numbers mean nothing.")
 
 
+REPORT_CODE = Path(__file__).parent  # the report package: a change to its code rebuilds every report
+
+
+def _code_hash() -> str:
+    h = hashlib.sha256()
+    for f in sorted(REPORT_CODE.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(rows: list[Row]) -> str:
-    blob = json.dumps(sorted((r.run_id, sorted(r.metrics.items()), r.caveat) for r in rows))
+    """What a report is built from: the results (run ids, metrics, caveats) and the report code itself."""
+    blob = json.dumps([_code_hash(), sorted((r.run_id, sorted(r.metrics.items()), r.caveat) for r in rows)])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _keep_if_rows_dropped(out: Path, old: dict, rows: list[Row]) -> None:
+    """A rebuild that would drop rows (model x steps) of the existing report -- another or a fresh MLflow store, a
+    deleted run -- first copies that report to ``<out>.bak-<its fingerprint>`` and says so."""
+    dropped = sorted({(r["model"], r["steps"]) for r in old.get("rows", [])} - {(r.model, r.steps) for r in rows})
+    if not dropped:
+        return
+    backup = out.with_name(f"{out.name}.bak-{old.get('fingerprint', 'unknown')}")
+    if not backup.exists():
+        shutil.copytree(out, backup)
+    shown = ", ".join(f"{m} ({s} step{'s' if s != 1 else ''})" for m, s in dropped[:6])
+    more = f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
+    log.warning("the MLflow results no longer hold %d row(s) of %s: %s%s; the previous report is kept in %s",
+                len(dropped), out, shown, more, backup)
 
 
 def pareto_figure(rows: list[Row], path: Path) -> Path:
@@ -120,6 +149,8 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
     if not force and state.exists() and json.loads(state.read_text()).get("fingerprint") == fp and \
             (out / "report.html").exists():
         return out / "report.md", False
+    if state.exists():
+        _keep_if_rows_dropped(out, json.loads(state.read_text()), rows)
     out.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri)
     main = [r for r in rows if not r.is_control]

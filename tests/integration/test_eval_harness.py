@@ -114,6 +114,9 @@ def test_geneval_images_use_the_official_layout(tiny_models, tmp_path):
     (dict(metrics=["fid"], inception_weights="/nonexistent/inception-2015-12-05.pt"), FileNotFoundError,
      "inception-2015-12-05.pt"),
     (dict(metrics=["clip"], clip_scorer="/nonexistent/clip"), FileNotFoundError, "/nonexistent/clip"),
+    (dict(metrics=["geneval"], seed=-1), ValueError, "must lie in"),
+    # 24 prompts x 1 image from 2**31 - 2: the last seeds would be the ODE-pair banks' (from 2**31)
+    (dict(metrics=["geneval"], seed=2**31 - 2), ValueError, "ODE-pair banks"),
 ])
 def test_bad_requests_fail_before_generation(tiny_models, tmp_path, monkeypatch, kw, exc, needle):
     monkeypatch.setattr(harness, "generate_geneval", lambda *a, **k: pytest.fail("generation started"))

@@ -141,6 +141,28 @@ def test_report_renders_in_headless_chromium(quick, tmp_path):
     assert saturated > 0.0005
 
 
+def test_a_rebuild_that_drops_rows_keeps_the_previous_report(quick, tmp_path, caplog):
+    """A report whose rows the MLflow store no longer holds (a fresh checkout's store, say) is copied aside before
+    the rebuild replaces it; a rebuild that drops nothing keeps no copy."""
+    from sprint_bench.report.build import build_report
+
+    spec, _ = quick
+    out = tmp_path / "report"
+    build_report(spec.experiment, spec.tracking_uri, out, "t", log_to_mlflow=False)
+    state = json.loads((out / "report.json").read_text())
+    state["fingerprint"] = "older"  # a report built from other results...
+    state["rows"].append({"run_id": "gone", "model": "sprint-gone", "steps": 2})  # ...with a row this store lacks
+    (out / "report.json").write_text(json.dumps(state))
+    (out / "report.md").write_text("the previous report\n")
+    _, rebuilt = build_report(spec.experiment, spec.tracking_uri, out, "t", log_to_mlflow=False)
+    backup = tmp_path / "report.bak-older"
+    assert rebuilt and (backup / "report.md").read_text() == "the previous report\n"
+    assert "sprint-gone" in (backup / "report.json").read_text()
+    assert "sprint-gone" not in (out / "report.json").read_text() and "sprint-gone (2 steps)" in caplog.text
+    _, rebuilt = build_report(spec.experiment, spec.tracking_uri, out, "t", log_to_mlflow=False, force=True)
+    assert rebuilt and sorted(p.name for p in tmp_path.iterdir()) == ["report", "report.bak-older"]
+
+
 def test_a_caveat_tag_marks_the_students_rows_and_is_listed(quick, tmp_path):
     """A known flaw of a student's numbers (MLflow tag `caveat` on its training run) travels with them: a dagger
     on its rows in every table, the text under the tables, and a changed fingerprint (the report is rebuilt)."""

@@ -41,3 +41,14 @@ def test_pseudo_huber_hand_computed_and_median_seeking():
     assert best["pseudo_huber"] < 0.02
     with pytest.raises(ValueError, match="unknown ODE regression metric 'l1'"):
         ode_loss(x0_hat, x0_ode, metric="l1")
+
+
+def test_config_offers_exactly_the_losses_metrics():
+    """`distill.ode_metric`'s choices (config validation) are the metrics `ode_loss` implements."""
+    from dataclasses import fields
+
+    from sprint_bench.config.schema import DistillConfig
+    from sprint_bench.losses.ode import METRICS
+
+    choices = next(f for f in fields(DistillConfig) if f.name == "ode_metric").metadata["choices"]
+    assert sorted(choices) == sorted(METRICS)
