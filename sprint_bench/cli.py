@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="default: reports/<suite>")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--smoke", action="store_true", help="label the report as a smoke run")
-    p.add_argument("--force", action="store_true", help="rebuild even if the results, caveats and report code are unchanged")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even if the results, caveats and report code are unchanged")
     p = sub.add_parser("eval", help="evaluate a model at several step counts (FD, KID, CLIP, GenEval, latency)")
     p.add_argument("checkpoint", help='"teacher" (the released teacher), "controlnet-teacher" (the released ControlNet '
                                       'teacher), an export folder or a run folder')
