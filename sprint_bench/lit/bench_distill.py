@@ -35,13 +35,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.batch_size=64")
     args = ap.parse_args(argv)
     if args.steps < 10:
         raise SystemExit("--steps must be >= 10 (median of at least 10 steps)")
-    cfg = load_config(args.config, ["distill.loss=scm", "distill.scm_weight=1.0"])
+    cfg = load_config(args.config, ["distill.loss=scm", "distill.scm_weight=1.0", *args.overrides])
     dm = ShapesDataModule(cfg)
     dm.setup("fit")
-    _, fm, _ = load_matching_teacher(cfg)
+    _, fm, _, _ = load_matching_teacher(cfg)
     module = DistillModule(cfg, dm.captions, fm).train()
     b = cfg.data.batch_size
     images, ids = dm.images[:b], dm.caption_ids[:b]

@@ -217,6 +217,18 @@ def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
             load_student_init(bad, teacher_path)
 
 
+def test_training_cost_benchmark_times_both_steps(tmp_path, teacher):
+    """`make bench-distill` on the micro preset: a teacher flow-matching step and an sCM generator step (JVP), timed."""
+    from sprint_bench.lit import bench_distill
+
+    res = bench_distill.main(["--config", str(REPO / "experiments/sprint/scm.yaml"), "--steps", "10", "--warmup", "1",
+                              "--threads", "1", *MICRO, f"distill.teacher={teacher}", f"output_dir={tmp_path}",
+                              "data.train_size=64", "data.batch_size=4"])
+    assert res["batch"] == 4 and res["tangent"] == "jvp" and res["steps_timed"] == 10 and res["threads"] == 1
+    assert res["teacher_fm_step_ms_median"] > 0 and res["scm_g_step_ms_median"] > 0
+    assert res["ratio"] == pytest.approx(res["scm_g_step_ms_median"] / res["teacher_fm_step_ms_median"])
+
+
 def test_teacher_mismatch_is_a_config_error(tmp_path, teacher):
     from sprint_bench.lit.train_distill import load_matching_teacher
 
@@ -274,3 +286,10 @@ def test_cli_distill_then_harness_and_schedule_search(tmp_path, teacher):
     result = search_schedule(export, steps=2, limit_prompts=4, images_per_prompt=1, apply=True)
     assert len(result["table"]) >= 9 + 5  # every t_max candidate, then every t_2 candidate
     assert load_generator(export).timesteps(2) == tuple(result["chosen"]["2"])
+
+    from sprint_bench.eval import bench_speedup  # `make bench-speedup` on this student and its micro teacher
+
+    res = bench_speedup.main([str(export), "--teacher", str(teacher), "--teacher-steps", "4", "--runs", "20",
+                              "--rounds", "1", "--threads", "1"])
+    assert len(res["speedup_vs_teacher"]) == 3 and all(v["e2e"] > 0 for v in res["speedup_vs_teacher"].values())
+    assert res["speedup_vs_teacher"][next(k for k in res["speedup_vs_teacher"] if "1 step" in k)]["denoise"] > 1
