@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/eval", help="where generated images and metric caches go")
     p.add_argument("--experiment", default="sprint_bench", help="MLflow experiment")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit-prompts", type=int, default=None, help="smoke runs: only the first N GenEval prompts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -170,7 +171,8 @@ def _eval(args) -> int:
         settings = EvalSettings(steps=parse_steps(args.steps), metrics=parse_metrics(args.metrics),
                                 cfg_scale=args.cfg_scale, seed=args.seed, images_per_prompt=args.images_per_prompt,
                                 clip_scorer=args.clip_scorer, inception_weights=args.inception_weights,
-                                out_root=args.out, experiment=args.experiment, threads=args.threads)
+                                out_root=args.out, experiment=args.experiment, threads=args.threads,
+                                limit_prompts=args.limit_prompts)
         evaluator = Evaluator(args.checkpoint, settings)
     except (ValueError, FileNotFoundError) as e:
         print(f"eval error: {e}", file=sys.stderr)

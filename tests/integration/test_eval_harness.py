@@ -134,6 +134,23 @@ def test_missing_checkpoint_and_argument_parsing(tmp_path):
         parse_metrics("fd,bogus")
 
 
+def test_cli_eval_runs_the_harness_and_refuses_bad_input(tiny_models, tmp_path, monkeypatch, capsys):
+    """`sprint-bench eval` (`make eval`): one MLflow child run per step count; bad input exits 2 before generating."""
+    from sprint_bench.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    args = ["eval", str(tiny_models / "teacher"), "--metrics", "geneval", "--limit-prompts", "4",
+            "--images-per-prompt", "1", "--out", str(tmp_path / "eval"), "--experiment", "cli", "--threads", "1"]
+    assert main(args + ["--steps", "1,2"]) == 0
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["cli"], filter_string="tags.`sprint_bench.kind` = 'eval-child'")
+    assert sorted(runs["params.steps"].astype(int)) == [1, 2] and runs["metrics.geneval_overall"].notna().all()
+    monkeypatch.setattr(harness, "generate_geneval", lambda *a, **k: pytest.fail("generation started"))
+    assert main(args + ["--steps", "1", "--seed", str(2**31 - 1)]) == 2
+    assert main(args + ["--steps", "0"]) == 2
+    assert "ODE-pair banks" in capsys.readouterr().err
+
+
 def test_eval_teacher_writes_summary_and_table(tiny_models, tmp_path):
     from sprint_bench.eval.teacher_geneval import evaluate_teacher_geneval
 
