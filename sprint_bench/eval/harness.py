@@ -275,6 +275,7 @@ class Evaluator:
                     log.info("skipping %s %s steps: finished run %s", self.model.model_id, steps, logger.run_id)
                     rows.append({**(logger.finished_metrics or {}), "steps": steps, "skipped": True})
                     continue
+                logger.params({"prompts": len(self.prompts)})  # with images_per_prompt and seed: the image set
                 results = self.evaluate_steps(steps, logger)
                 rows.append({"steps": steps, "run_id": logger.run_id, **flat_values(results)})
         tracker.close()

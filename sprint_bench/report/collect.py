@@ -55,8 +55,18 @@ def _all_runs(client: MlflowClient, exp_id: str, filter_string: str):
             return runs
 
 
+def _preference(run) -> tuple:
+    """Which of several evaluations of one (model id, steps, sampler) a report shows: the most images (a smoke run
+    on a few prompts never replaces the full protocol), then the protocol's seed 0 (a probe on other noise does not
+    either), then the newest. Runs logged before ``prompts`` was recorded count as the full set."""
+    p = run.data.params
+    images = int(p.get("prompts", 10**9)) * int(p.get("images_per_prompt", 1))
+    return images, p.get("seed") == "0", run.info.start_time
+
+
 def collect(experiment: str, tracking_uri: str) -> list[Row]:
-    """Every finished evaluation child run of ``experiment`` (the newest per (model id, steps, sampler))."""
+    """Every finished evaluation child run of ``experiment``: per (model id, steps, sampler) the one
+    :func:`_preference` ranks first."""
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -64,14 +74,14 @@ def collect(experiment: str, tracking_uri: str) -> list[Row]:
     trained = {}
     for r in _all_runs(client, exp.experiment_id, "tags.kind = 'student'"):
         trained[r.data.tags.get("config_hash")] = (r.data.params, r.data.tags.get(CAVEAT, ""))
-    newest: dict[tuple, object] = {}
+    shown: dict[tuple, object] = {}
     for r in _all_runs(client, exp.experiment_id, f"tags.`{KIND}` = 'eval-child' and attributes.status = 'FINISHED'"):
         p = r.data.params
         key = (p.get("model_id"), p.get("steps"), p.get("sampler"))
-        if key not in newest or r.info.start_time > newest[key].info.start_time:
-            newest[key] = r
+        if key not in shown or _preference(r) > _preference(shown[key]):
+            shown[key] = r
     rows = []
-    for r in newest.values():
+    for r in shown.values():
         training, caveat = trained.get(r.data.params.get("config_hash"), ({}, ""))
         rows.append(Row(run_id=r.info.run_id, model=r.data.params["model"], model_id=r.data.params["model_id"],
                         method=r.data.params.get("method", ""), steps=int(r.data.params["steps"]),

@@ -141,6 +141,41 @@ def test_report_renders_in_headless_chromium(quick, tmp_path):
     assert saturated > 0.0005
 
 
+def test_the_report_shows_the_full_protocol_not_a_smoke_or_probe_evaluation(quick, tmp_path):
+    """Later evaluations of the same student on fewer prompts or on other noise (seed) do not replace its row; a later
+    evaluation under the same protocol does."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from sprint_bench.report.collect import collect
+    from sprint_bench.tracking.eval_runs import KIND
+
+    spec, _ = quick
+    shutil.copy(spec.tracking_uri.removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    row = next(r for r in collect(spec.experiment, uri) if not r.is_teacher)
+    exp_id = client.get_experiment_by_name(spec.experiment).experiment_id
+
+    def later_evaluation(**changes) -> str:
+        run_id = client.create_run(exp_id, tags={KIND: "eval-child"}).info.run_id
+        params = {**row.params, **{k: str(v) for k, v in changes.items()}}
+        client.log_batch(run_id, metrics=[Metric("fd_effnet_lite0", 1.0, 0, 0)],
+                         params=[Param(k, v) for k, v in params.items()])
+        client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def shown() -> str:
+        return next(r.run_id for r in collect(spec.experiment, uri) if (r.model_id, r.steps) == (row.model_id,
+                                                                                                  row.steps))
+
+    later_evaluation(prompts=int(row.params["prompts"]) - 1)  # a smoke run on fewer prompts
+    later_evaluation(seed=1_000_000)  # a probe on other noise
+    assert shown() == row.run_id
+    rerun = later_evaluation()  # the same protocol, evaluated again
+    assert shown() == rerun
+
+
 def test_a_rebuild_that_drops_rows_keeps_the_previous_report(quick, tmp_path, caplog):
     """A report whose rows the MLflow store no longer holds (a fresh checkout's store, say) is copied aside before
     the rebuild replaces it; a rebuild that drops nothing keeps no copy."""
