@@ -3,6 +3,7 @@ SANA-Sprint; knowledge distillation of Luhman & Luhman 2021, arXiv:2101.02388): 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -51,15 +52,22 @@ def draw_pairs(train_caption_ids: torch.Tensor, n: int, cfg_scales, seed: int) -
 @torch.no_grad()
 def make_ode_pairs(velocity, lookup, null_text, null_mask, caption_ids: torch.Tensor, w: torch.Tensor,
                    seeds: torch.Tensor, resolution: int, steps: int, batch_size: int = 256,
-                   progress: bool = True) -> OdePairs:
+                   progress: bool = True, x0: torch.Tensor | None = None, start: int = 0,
+                   on_batch: Callable[[int, torch.Tensor], None] | None = None) -> OdePairs:
     """Integrate the teacher's flow ODE (``steps`` Euler steps, CFG w per pair) from each pair's seeded noise;
-    ``lookup(ids) -> (text, mask)``. Endpoints are stored as the uint8 images the teacher would output."""
+    ``lookup(ids) -> (text, mask)``. Endpoints are stored as the uint8 images the teacher would output.
+
+    Resuming: ``x0`` with its first ``start`` endpoints made (``start`` a multiple of ``batch_size``, so the batches
+    are the same as in one go) continues from there; ``on_batch(done, x0)`` is called after every batch."""
     from sprint_bench.data.datamodule import to_uint8
 
     n = len(caption_ids)
-    x0 = torch.empty((n, 3, resolution, resolution), dtype=torch.uint8)
-    for lo in tqdm(range(0, n, batch_size), desc=f"teacher ODE pairs ({steps} Euler steps)", disable=not progress,
-                   unit="batch"):
+    if start % batch_size or not 0 <= start <= n or (start and x0 is None):
+        raise ValueError(f"resume at {start} of {n} needs x0 and a multiple of batch_size {batch_size}")
+    if x0 is None:
+        x0 = torch.empty((n, 3, resolution, resolution), dtype=torch.uint8)
+    for lo in tqdm(range(start, n, batch_size), desc=f"teacher ODE pairs ({steps} Euler steps)",
+                   disable=not progress, unit="batch", initial=start // batch_size, total=-(-n // batch_size)):
         sl = slice(lo, min(n, lo + batch_size))
         noise = seeded_noise([int(s) for s in seeds[sl]], (3, resolution, resolution))
         text, mask = lookup(caption_ids[sl])
@@ -67,4 +75,6 @@ def make_ode_pairs(velocity, lookup, null_text, null_mask, caption_ids: torch.Te
             m = w[sl] == scale
             out = euler_sample(velocity, noise[m], text[m], mask[m], null_text, null_mask, steps, float(scale))
             x0[sl][m] = torch.from_numpy(to_uint8(out)).permute(0, 3, 1, 2)
+        if on_batch is not None:
+            on_batch(sl.stop, x0)
     return OdePairs(caption_ids.clone(), w.clone(), seeds.clone(), x0)

@@ -103,3 +103,47 @@ def test_bank_key_names_the_seed_base(monkeypatch):
     key = pairs_key(cfg, "teacher-a")
     monkeypatch.setattr("sprint_bench.lit.ode_pairs.PAIR_SEED_BASE", 0)
     assert pairs_key(cfg, "teacher-a") != key
+
+
+def test_a_killed_bank_resumes_where_it_stopped(setup, tmp_path, monkeypatch):
+    """A bank interrupted mid-way continues from its last saved batch (no batch is integrated twice after it) and
+    ends equal to one made in one go; the partial file is gone afterwards."""
+    from dataclasses import replace
+
+    import sprint_bench.lit.ode_pairs as lit_pairs
+
+    cfg, velocity, dm = setup
+    cfg = replace(cfg, output_dir=str(tmp_path))
+    monkeypatch.setattr(lit_pairs, "SAVE_EVERY_BATCHES", 1)
+    ids, w, seeds = draw_pairs(dm.caption_ids, 7, cfg.distill.cfg_scales, cfg.seed)
+    null_t, null_m = dm.captions.lookup(torch.tensor([dm.captions.null_id]))
+    Counting.calls = 0
+    whole = make_ode_pairs(velocity, dm.captions.lookup, null_t, null_m, ids, w, seeds, 32, 3, batch_size=2,
+                           progress=False)
+    whole_calls = Counting.calls
+
+    class Killed(Exception):
+        pass
+
+    def kill(*_):
+        if Counting.calls >= 7:  # 3 Euler steps x (1-2 w groups) per batch of 2: killed in the 2nd or 3rd batch
+            raise Killed
+
+    Counting.calls = 0
+    handle = velocity.register_forward_pre_hook(kill)
+    try:
+        with pytest.raises(Killed):
+            load_or_make_ode_pairs(cfg, velocity, "teacher-r", dm, progress=False, batch_size=2)
+    finally:
+        handle.remove()
+    partial = next((tmp_path / "cache" / "ode-pairs").glob("*.partial.pt"))
+    done = torch.load(partial, weights_only=True)["done"]
+    assert done in (2, 4)
+    Counting.calls = 0
+    made = load_or_make_ode_pairs(cfg, velocity, "teacher-r", dm, progress=False, batch_size=2)
+    assert 0 < Counting.calls < whole_calls  # the saved batches were not integrated again
+    assert torch.equal(made.x0, whole.x0) and torch.equal(made.seeds, whole.seeds)
+    assert not partial.exists() and len(list(partial.parent.glob("*.pt"))) == 1
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        make_ode_pairs(velocity, dm.captions.lookup, null_t, null_m, ids, w, seeds, 32, 3, batch_size=2, start=3,
+                       x0=whole.x0.clone(), progress=False)
