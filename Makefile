@@ -101,7 +101,7 @@ bench-speedup: setup ## batch-1 latency of STUDENT (default: the hybrid) at 1/2/
 	$(BIN)/python -m sprint_bench.eval.bench_speedup $(STUDENT)
 
 REALSCALE_OUT ?= runs/bench-realscale.json
-bench-realscale: setup ## full-size SANA(-Sprint) 0.6B/1.6B + Gemma-2 + DC-AE, random weights: batch-1 latency on a GPU (est. 11 min, H200)
+bench-realscale: setup ## full-size SANA(-Sprint) 0.6B/1.6B + Gemma-2 + DC-AE, random weights: batch-1 latency on a GPU (est. 7 min, H200)
 	$(BIN)/python -m sprint_bench.eval.bench_realscale --out $(REALSCALE_OUT) $(ARGS)
 
 TEACHER ?= release

@@ -182,7 +182,7 @@ def _pipeline(parts: Parts, encode, denoise, nfe, steps, device, dtype, what: st
 
 def run(size: str, device: torch.device, dtype: torch.dtype, resolution: int = 1024, teacher_steps: int = 20,
         cfg_scale: float = 4.5, student_steps=(1, 2, 4), guidance: float = 4.5, warmup: int = 10, runs: int = 50,
-        rounds: int = 3) -> dict:
+        rounds: int = 2) -> dict:
     """Interleaved rounds (teacher, student 1, 2, 4 steps, ...); per pipeline the median over rounds of each round's
     median per stage, and the teacher-over-student ratios end to end and for the denoising stage."""
     parts = build_parts(size, resolution, device, dtype)
@@ -217,7 +217,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--student-steps", default="1,2,4")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--runs", type=int, default=50, help="timed calls per round (>= 20; protocol: >= 50 on a GPU)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (defaults: ~7 min on an H200)")
     ap.add_argument("--out", help="also write the JSON here (refused if the file exists, unless --force)")
     ap.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     args = ap.parse_args(argv)
