@@ -159,3 +159,18 @@ def test_eval_teacher_writes_summary_and_table(tiny_models, tmp_path):
     assert summary["images"] == 6 and summary["nfe"] == 2 and 0 <= summary["overall"] <= 1
     table = (tmp_path / "euler1-cfg3" / "table.md").read_text()
     assert table.startswith("| steps | CFG | Overall") and "–" in table  # families without prompts are dashes
+
+
+def test_cli_eval_teacher_scores_an_export(tiny_models, tmp_path, capsys):
+    """`sprint-bench eval-teacher` (`make teacher`'s scoring step) on an exported teacher, output under its run."""
+    import json
+
+    from sprint_bench.cli import main
+    from tests.conftest import REPO
+
+    assert main(["eval-teacher", "--config", str(REPO / "experiments" / "micro.yaml"), f"output_dir={tmp_path}",
+                 "--export", str(tiny_models / "teacher"), "--steps", "1", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["nfe"] == 2 and summary["images"] == 3 * 4  # 3 prompts x sample.images_per_prompt
+    assert len(list(tmp_path.glob("*/eval/euler1-cfg*/table.md"))) == 1
