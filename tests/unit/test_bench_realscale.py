@@ -52,8 +52,8 @@ def test_interleaved_run_reports_every_stage_and_the_ratios(tmp_path):
         assert set(stages) == {"text", "denoise", "decode", "e2e"} and all(v > 0 for v in stages.values()), name
         assert stages["e2e"] >= stages["denoise"]
     sp = r["speedup_vs_teacher"]
-    # 16 network calls against 1: the denoising stage is faster, and the 1-step student is the fastest
-    assert sp["student 1 step"]["denoise"] > 2 and sp["student 1 step"]["e2e"] > sp["student 4 steps"]["e2e"]
+    # 16 network calls against 1, 2 and 4: the student's denoising is faster, the fewer steps the more
+    assert sp["student 1 step"]["denoise"] > sp["student 4 steps"]["denoise"] > 1
     assert res["device"]["device_type"] == "cpu" and r["dtype"] == "float32"
     with pytest.raises(SystemExit):  # an existing --out is not overwritten without --force
         br.main(["--sizes", "tiny", "--device", "cpu", "--out", str(out)])
