@@ -9,7 +9,9 @@ kernels as trained ones (no stage has data-dependent control flow), so the timin
 tokenisation is not timed (a fixed 300-token id tensor on the device; no tokenizer offline). The teacher's Euler grid is
 uniform (SANA samples with flow shift 3; the cost per step is the same). ``--sizes tiny`` builds toy parts for tests.
 
-``make bench-realscale`` (needs a GPU; ``--device cpu`` works but is slow and not comparable)."""
+``make bench-realscale`` (needs a GPU; ``--device cpu`` works but is slow and not comparable): the JSON is printed,
+written to ``--out`` and logged to MLflow (experiment ``realscale``, one run per size; ``--no-mlflow`` where MLflow
+is not installed)."""
 from __future__ import annotations
 
 import argparse
@@ -206,6 +208,35 @@ def run(size: str, device: torch.device, dtype: torch.dtype, resolution: int = 1
                                    for k, v in lat.items() if k != t_name}}
 
 
+def _slug(name: str) -> str:
+    return name.replace(" ", "_")
+
+
+def log_run(result: dict, device: dict, experiment: str, uri: str) -> str:
+    """One MLflow run per size: device facts and settings as params, every stage latency (ms) and speed-up as a
+    metric, the result as ``realscale.json``. Returns the run id."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from sprint_bench.tracking.eval_runs import RunLogger
+    from sprint_bench.tracking.mlflow_store import ensure_experiment
+
+    client = MlflowClient(uri)
+    run_id = client.create_run(ensure_experiment(experiment, uri), run_name=f"realscale {result['size']} "
+                               f"{device['device_name']}", tags={"kind": "bench-realscale"}).info.run_id
+    logger = RunLogger(client, run_id)
+    settings = ("size", "resolution", "dtype", "batch", "warmup", "runs_per_round", "rounds")
+    logger.params({**{f"device.{k}": v for k, v in device.items()}, **{k: result[k] for k in settings},
+                   **{f"params.{k}": n for k, n in result["params"].items()},
+                   **{f"nfe.{_slug(k)}": n for k, n in result["nfe"].items()}})
+    values = {f"latency.{_slug(k)}.{s}_ms": v for k, d in result["latency_ms"].items() for s, v in d.items()}
+    values.update({f"speedup.{_slug(k)}.{s}": v for k, d in result["speedup_vs_teacher"].items() for s, v in d.items()})
+    client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in values.items()])
+    logger.artifact_bytes(json.dumps({"device": device, **result}, indent=2).encode(), "realscale.json")
+    client.set_terminated(run_id)
+    return run_id
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="0.6B,1.6B", help=f"comma list of {sorted(SIZES)}")
@@ -220,6 +251,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (defaults: ~7 min on an H200)")
     ap.add_argument("--out", help="also write the JSON here (refused if the file exists, unless --force)")
     ap.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    ap.add_argument("--experiment", default="realscale", help="MLflow experiment (one run per size)")
+    ap.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or the project's mlflow.db")
+    ap.add_argument("--no-mlflow", action="store_true", help="print and write JSON only (no MLflow at hand)")
     args = ap.parse_args(argv)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     bad = [s for s in sizes if s not in SIZES]
@@ -230,11 +264,22 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible (use --device cpu for a slow, non-comparable run)")
+    uri = None
+    if not args.no_mlflow:
+        try:
+            import mlflow  # noqa: F401  (checked before any model is built)
+        except ImportError as e:
+            ap.error(f"MLflow is not importable ({e}): install it or pass --no-mlflow")
+        from sprint_bench.tracking.mlflow_store import tracking_uri
+
+        uri = tracking_uri(args.tracking_uri)
     steps = tuple(int(s) for s in args.student_steps.split(","))
     res = {"device": device_info(device), "results": []}
-    for s in sizes:  # each size's result is printed and written as soon as it is measured
+    for s in sizes:  # each size's result is printed, written and logged as soon as it is measured
         res["results"].append(run(s, device, DTYPES[args.dtype], args.resolution, args.teacher_steps, args.cfg,
                                   steps, args.cfg, args.warmup, args.runs, args.rounds))
+        if uri is not None:
+            res["results"][-1]["mlflow_run_id"] = log_run(res["results"][-1], res["device"], args.experiment, uri)
         text = json.dumps(res, indent=2)
         print(text, flush=True)
         if args.out:

@@ -42,11 +42,20 @@ def test_pipelines_generate_images_through_our_samplers(tiny):
 
 
 def test_interleaved_run_reports_every_stage_and_the_ratios(tmp_path):
-    out = tmp_path / "rs.json"
+    from mlflow.tracking import MlflowClient
+
+    out, uri = tmp_path / "rs.json", f"sqlite:///{tmp_path / 'mlflow.db'}"
     res = br.main(["--sizes", "tiny", "--device", "cpu", "--dtype", "fp32", "--resolution", "64", "--warmup", "1",
-                   "--runs", "20", "--rounds", "1", "--teacher-steps", "8", "--out", str(out)])
+                   "--runs", "20", "--rounds", "1", "--teacher-steps", "8", "--out", str(out), "--tracking-uri", uri,
+                   "--experiment", "rs"])
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
     r = res["results"][0]
+    run = MlflowClient(uri).get_run(r["mlflow_run_id"])  # the same numbers in MLflow, with the device facts
+    assert run.data.metrics["latency.student_1_step.denoise_ms"] == r["latency_ms"]["student 1 step"]["denoise"]
+    assert run.data.metrics["speedup.student_4_steps.e2e"] == r["speedup_vs_teacher"]["student 4 steps"]["e2e"]
+    assert run.data.params["device.device_type"] == "cpu" and run.data.params["nfe.teacher_8_steps"] == "16"
+    assert run.info.status == "FINISHED" and run.data.tags["kind"] == "bench-realscale"
+    assert [a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)] == ["realscale.json"]
     assert r["nfe"] == {"teacher 8 steps": 16, "student 1 step": 1, "student 2 steps": 2, "student 4 steps": 4}
     for name, stages in r["latency_ms"].items():
         assert set(stages) == {"text", "denoise", "decode", "e2e"} and all(v > 0 for v in stages.values()), name
@@ -56,16 +65,16 @@ def test_interleaved_run_reports_every_stage_and_the_ratios(tmp_path):
     assert sp["student 1 step"]["denoise"] > sp["student 4 steps"]["denoise"] > 1
     assert res["device"]["device_type"] == "cpu" and r["dtype"] == "float32"
     with pytest.raises(SystemExit):  # an existing --out is not overwritten without --force
-        br.main(["--sizes", "tiny", "--device", "cpu", "--out", str(out)])
+        br.main(["--sizes", "tiny", "--device", "cpu", "--out", str(out), "--no-mlflow"])
 
 
 def test_bad_input_is_refused_before_any_work():
     with pytest.raises(SystemExit):
-        br.main(["--sizes", "2B", "--device", "cpu"])
+        br.main(["--sizes", "2B", "--device", "cpu", "--no-mlflow"])
     with pytest.raises(ValueError, match="multiple of 32"):
         br.build_parts("tiny", 100, torch.device("cpu"), torch.float32)
     with pytest.raises(ValueError, match="size must be one of"):
         br.build_parts("3B", 1024, torch.device("cpu"), torch.float32)
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
-            br.main(["--sizes", "tiny", "--device", "cuda"])
+            br.main(["--sizes", "tiny", "--device", "cuda", "--no-mlflow"])
