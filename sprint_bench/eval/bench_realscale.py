@@ -91,11 +91,14 @@ def parameter_counts(size: str, resolution: int = 1024) -> dict[str, int]:
     from transformers import Gemma2Model
 
     with torch.device("meta"):
-        parts = {"teacher": SanaTransformer2DModel(**sana_config(size, resolution, False)),
-                 "student": SanaTransformer2DModel(**sana_config(size, resolution, True)),
-                 "text_encoder": Gemma2Model(_gemma_config(size)),
-                 "vae_decoder": AutoencoderDC(**dcae_config(size)).decoder}
-    return {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+        return _numels({"teacher": SanaTransformer2DModel(**sana_config(size, resolution, False)),
+                        "student": SanaTransformer2DModel(**sana_config(size, resolution, True)),
+                        "text_encoder": Gemma2Model(_gemma_config(size)),
+                        "vae_decoder": AutoencoderDC(**dcae_config(size)).decoder})
+
+
+def _numels(modules: dict[str, torch.nn.Module]) -> dict[str, int]:
+    return {k: sum(p.numel() for p in m.parameters()) for k, m in modules.items()}
 
 
 @torch.no_grad()
@@ -139,10 +142,11 @@ def _encode_fn(parts: Parts, device, dtype):
 
 
 def _decode_fn(parts: Parts):
+    from sprint_bench.data.datamodule import to_uint8
+
     @torch.no_grad()
     def decode(u: torch.Tensor) -> np.ndarray:
-        img = parts.vae.decode(u / VAE_SCALE, return_dict=False)[0]
-        return ((img.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return to_uint8(parts.vae.decode(u / VAE_SCALE, return_dict=False)[0].float())
 
     return decode
 
@@ -200,7 +204,9 @@ def run(size: str, device: torch.device, dtype: torch.dtype, resolution: int = 1
                 per_round[name].setdefault(stage, []).append(v[f"latency_{stage}_ms_median"])
     lat = {k: {s: statistics.median(xs) for s, xs in d.items()} for k, d in per_round.items()}
     t_name = next(iter(pipes))
-    return {"size": size, "params": parameter_counts(size, resolution),
+    params = _numels({"teacher": parts.teacher.transformer, "student": parts.student.transformer,
+                      "text_encoder": parts.text_encoder, "vae_decoder": parts.vae.decoder})
+    return {"size": size, "params": params,
             "resolution": resolution, "dtype": str(dtype).removeprefix("torch."), "batch": 1, "warmup": warmup,
             "runs_per_round": runs, "rounds": rounds, "nfe": {k: p.nfe for k, p in pipes.items()},
             "descriptions": {k: p.description for k, p in pipes.items()}, "latency_ms": lat,

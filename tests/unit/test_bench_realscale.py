@@ -50,6 +50,7 @@ def test_interleaved_run_reports_every_stage_and_the_ratios(tmp_path):
                    "--experiment", "rs"])
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
     r = res["results"][0]
+    assert r["params"] == br.parameter_counts("tiny", 64)  # the built parts are the configs' models
     run = MlflowClient(uri).get_run(r["mlflow_run_id"])  # the same numbers in MLflow, with the device facts
     assert run.data.metrics["latency.student_1_step.denoise_ms"] == r["latency_ms"]["student 1 step"]["denoise"]
     assert run.data.metrics["speedup.student_4_steps.e2e"] == r["speedup_vs_teacher"]["student 4 steps"]["e2e"]
