@@ -156,6 +156,36 @@ def test_grad_balance_measures_each_weighted_term(tmp_path, teacher):
         main(["--config", str(hybrid), "--checkpoint", str(ckpt), *overrides, "distill.head_blocks=[0,0]"])
 
 
+def test_d_probe_trains_fresh_heads_and_ranks_real_over_fake(tmp_path, teacher):
+    """The discriminator diagnostic: pairwise ranking by hand, shared statistics reach across the local groups, and
+    the command trains fresh heads on a micro hybrid and refuses a config without a discriminator."""
+    from sprint_bench.lit.d_probe import main, ranking, share_statistics
+    from sprint_bench.models.discriminator import Discriminator
+
+    assert ranking(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 0.0])) == 0.75  # 1>0, 3>2, 3>0 of four pairs
+    assert ranking(torch.tensor([1.0]), torch.tensor([1.0])) == 0.5
+    x = torch.randn(16, 4, 6)
+    x[8:] += 10.0  # the second group of 8 sits higher
+    norm = Discriminator(4, [0]).heads[0].block1.norm
+    assert norm(x)[8:].mean().abs() < 1e-4  # local groups: each group's own mean is removed
+    assert share_statistics(Discriminator(4, [0])).heads[0].block1.norm(x)[8:].mean() > 0.9
+
+    hybrid = REPO / "experiments/sprint/hybrid.yaml"
+    overrides = MICRO + [f"distill.teacher={teacher}", f"output_dir={tmp_path}",
+                         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    args = ["--config", str(hybrid), "--steps", "3", "--test-batches", "2", "--threads", "1"]
+    local = main(args + overrides)
+    shared = main(args + ["--stats", "shared", "--d-lr", "1e-3"] + overrides)
+    for out in (local, shared):
+        assert out["steps"] == 3 and out["test_samples"] == 2 * 4 and out["student_init"] == "teacher copy"
+        assert 0 <= out["p_real_over_fake"] <= 1 and 0 <= out["p_real_over_misaligned"] <= 1
+        assert torch.isfinite(torch.tensor(out["hinge_loss_last20"]))
+    assert (local["stats"], local["lr"], shared["stats"], shared["lr"]) == ("local", 2e-4, "shared", 1e-3)
+    assert local["hinge_loss_last20"] != shared["hinge_loss_last20"]
+    with pytest.raises(SystemExit, match="no discriminator"):
+        main(["--config", str(REPO / "experiments/sprint/scm.yaml"), *overrides])
+
+
 def test_ode_regression_term_uses_the_bank(tmp_path, teacher):
     """With distill.ode_weight the generator loss gains lambda_ODE L_ODE on pairs from the cached bank (made on the
     first run, read on the next); its gradient reaches the student, and a module without the bank is refused."""
