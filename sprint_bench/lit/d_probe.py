@@ -116,6 +116,8 @@ def main(argv=None) -> dict:
     cfg = load_config(args.config, args.overrides)
     if not cfg.distill.uses_adv:
         raise SystemExit(f"{args.config}: distill.loss is {cfg.distill.loss!r}; it has no discriminator")
+    if cfg.control.enabled:
+        raise SystemExit(f"{args.config}: a ControlNet student; the probe feeds the heads no edge condition")
     torch.set_num_threads(args.threads)
     dm, module = build_distill_module(cfg, *load_matching_teacher(cfg))
     module.eval()

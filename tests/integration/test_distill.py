@@ -184,6 +184,8 @@ def test_d_probe_trains_fresh_heads_and_ranks_real_over_fake(tmp_path, teacher):
     assert local["hinge_loss_last20"] != shared["hinge_loss_last20"]
     with pytest.raises(SystemExit, match="no discriminator"):
         main(["--config", str(REPO / "experiments/sprint/scm.yaml"), *overrides])
+    with pytest.raises(SystemExit, match="ControlNet"):
+        main(["--config", str(REPO / "experiments/controlnet/sprint.yaml"), *overrides, "control.num_blocks=1"])
 
 
 def test_ode_regression_term_uses_the_bank(tmp_path, teacher):
