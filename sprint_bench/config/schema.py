@@ -280,6 +280,9 @@ class DistillConfig:
     d_translate: int = _field(0, "discriminator input augmentation: every real and fake image shifted by its own "
                               "random (dy, dx), each uniform in [-n, n] pixels, edges replicated, before re-noising "
                               "(DiffAugment translation; 0 = off, as the paper)", min=0)
+    d_norm_stats: str = _field("local", "discriminator batch-norm statistics: local (real and fakes in separate "
+                               "calls, groups of 8, as the reference) or shared (ours: one pass of the heads over "
+                               "real, fake and misaligned sets in D and G steps alike)", choices=["local", "shared"])
     r1_weight: float = _field(0.0, "R1 penalty weight on real samples (0 disables)", min=0.0)
     ode_weight: float = _field(0.0, "lambda_ODE: one-step regression onto teacher ODE endpoints (ours, not in the "
                                "paper; Luhman & Luhman 2021 knowledge distillation; 0 = off, as the paper)", min=0.0)

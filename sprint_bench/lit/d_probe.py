@@ -5,7 +5,7 @@ sample's mean logit beats a student sample's, and P(real > misaligned) for rolle
 chance. A diagnostic for issue 4 (numbers in docs/RESULTS.md).
 
     python -m sprint_bench.lit.d_probe --config experiments/sprint/ablations/ode-two-stage-20step-w033.yaml \\
-        --steps 400 [--d-lr 1e-3] [--stats shared] distill.student_init=runs/<run>/export
+        --steps 400 [--d-lr 1e-3] distill.student_init=runs/<run>/export [distill.d_norm_stats=shared]
 """
 from __future__ import annotations
 
@@ -16,22 +16,12 @@ from itertools import islice
 import torch
 
 from sprint_bench.losses.ladd import d_hinge_loss, misaligned
-from sprint_bench.models.discriminator import Discriminator, LocalBatchNorm
-from sprint_bench.param.trigflow import SIGMA_DATA
 
 
 def ranking(real: torch.Tensor, other: torch.Tensor) -> float:
     """P(r > o) over every pair of a real score r and another score o (ties count one half)."""
     diff = real[:, None] - other[None, :]
     return ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item()
-
-
-def share_statistics(disc: Discriminator) -> Discriminator:
-    """Make every local batch norm of ``disc`` take its statistics over the whole call (not groups of 8)."""
-    for norm in disc.modules():
-        if isinstance(norm, LocalBatchNorm):
-            norm.group = 2 ** 62
-    return disc
 
 
 def d_inputs(module, batch, gen: torch.Generator):
@@ -48,29 +38,26 @@ def d_inputs(module, batch, gen: torch.Generator):
     return sets, text, mask
 
 
-def logits(module, disc, sets, text, mask, shared: bool) -> list[torch.Tensor]:
-    """The (B, N * K) logits of each set; one call over all sets when ``shared``."""
-    if shared:
-        n = len(sets)
-        out = disc(module.teacher, torch.cat([x for x, _ in sets]) / SIGMA_DATA, torch.cat([s for _, s in sets]),
-                   text.repeat(n, 1, 1), mask.repeat(n, 1))
-        return list(out.chunk(n))
-    return [disc(module.teacher, x / SIGMA_DATA, s, text, mask) for x, s in sets]
+def logits(module, sets, text, mask) -> list[torch.Tensor]:
+    """The (B, N * K) logits of each set from ``module.disc``: a call per set, or one pass of the heads over all sets
+    when the config shares their statistics (``distill.d_norm_stats: shared``), as the training steps do."""
+    if module.cfg.distill.d_norm_stats == "shared":
+        return module.d_logits_joint(sets, text, mask)
+    return [module.d_logits(x, s, text, mask) for x, s in sets]
 
 
-def probe(module, train_batches, test_batches, lr: float, shared: bool = False, seed: int = 0) -> dict:
-    """Train fresh heads on ``train_batches`` (hinge loss, AdamW, the config's clip), score them on ``test_batches``."""
+def probe(module, train_batches, test_batches, lr: float, seed: int = 0) -> dict:
+    """Train fresh heads (``module.disc`` is replaced) on ``train_batches`` (hinge loss, AdamW, the config's clip),
+    then score them on ``test_batches``."""
     cfg = module.cfg
     torch.manual_seed(seed)
-    disc = Discriminator(cfg.model.width, cfg.distill.head_blocks)
-    if shared:
-        share_statistics(disc)
+    module.disc = disc = module.new_discriminator()
     opt = torch.optim.AdamW(disc.parameters(), lr=lr, betas=tuple(cfg.train.betas))
     clip = cfg.distill.d_grad_clip or float("inf")
     losses = []
     for k, batch in enumerate(train_batches):
         sets, text, mask = d_inputs(module, batch, torch.Generator().manual_seed(seed * 10**6 + k))
-        real, fake, mis = logits(module, disc, sets, text, mask, shared)
+        real, fake, mis = logits(module, sets, text, mask)
         loss = d_hinge_loss(real, torch.cat([fake, mis]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -81,11 +68,11 @@ def probe(module, train_batches, test_batches, lr: float, shared: bool = False, 
     with torch.no_grad():
         for k, batch in enumerate(test_batches):
             sets, text, mask = d_inputs(module, batch, torch.Generator().manual_seed((seed + 1) * 10**6 + 10**5 + k))
-            for name, out in zip(scores, logits(module, disc, sets, text, mask, shared)):
+            for name, out in zip(scores, logits(module, sets, text, mask)):
                 scores[name].append(out.mean(dim=1))
     real, fake, mis = (torch.cat(v) for v in scores.values())
     tail = losses[-20:]
-    return {"steps": len(losses), "lr": lr, "stats": "shared" if shared else "local",
+    return {"steps": len(losses), "lr": lr, "stats": cfg.distill.d_norm_stats,
             "hinge_loss_last20": sum(tail) / max(1, len(tail)), "p_real_over_fake": ranking(real, fake),
             "p_real_over_misaligned": ranking(real, mis), "test_samples": len(real),
             "logit_gap_real_minus_fake": (real.mean() - fake.mean()).item()}
@@ -105,9 +92,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=400, help="discriminator training steps")
     ap.add_argument("--test-batches", type=int, default=8)
     ap.add_argument("--d-lr", type=float, help="heads' lr (default: the config's distill.d_lr, else train.lr)")
-    ap.add_argument("--stats", choices=["local", "shared"], default="local",
-                    help="local: real and fakes in separate calls, batch norm over groups of 8 (as in training); "
-                         "shared: one call, statistics over real and fakes together")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
@@ -124,7 +108,7 @@ def main(argv=None) -> dict:
     batches = list(islice(_endless(dm.train_dataloader()), args.steps + args.test_batches))
     lr = args.d_lr or cfg.distill.d_lr or cfg.train.lr
     result = {"config": str(args.config), "student_init": cfg.distill.student_init or "teacher copy",
-              **probe(module, batches[:args.steps], batches[args.steps:], lr, args.stats == "shared")}
+              **probe(module, batches[:args.steps], batches[args.steps:], lr)}
     print(json.dumps(result, indent=2))
     return result
 

@@ -54,7 +54,7 @@ class DistillModule(L.LightningModule):
                                      conditioning_scale=scale).requires_grad_(True)
         self.grid_cond = None  # ControlNet: the condition of each periodic-grid prompt, (n, 3, H, W)
         self.ema = copy.deepcopy(self.student).requires_grad_(False) if cfg.train.ema_decay > 0 else None
-        self.disc = Discriminator(cfg.model.width, d.head_blocks) if d.uses_adv else None
+        self.disc = self.new_discriminator() if d.uses_adv else None
         self.register_buffer("k", torch.zeros((), dtype=torch.long))  # global G + D step counter
         self.register_buffer("skipped", torch.zeros((), dtype=torch.long))  # steps skipped by the NaN/Inf guard
         self.register_buffer("text_hidden", captions.hidden, persistent=False)
@@ -149,8 +149,33 @@ class DistillModule(L.LightningModule):
         d = self.cfg.distill
         return sample_t_lognormal(n, d.d_p_mean, d.d_p_std, generator=gen, device=self.device)
 
+    def new_discriminator(self) -> Discriminator:
+        """Fresh heads as configured: batch-norm groups of 8, or one group per call (``d_norm_stats: shared``)."""
+        d = self.cfg.distill
+        return Discriminator(self.cfg.model.width, d.head_blocks, None if d.d_norm_stats == "shared" else 8)
+
     def d_logits(self, x, s, text, mask, cond=None) -> torch.Tensor:
         return self.disc(self.teacher, x / SIGMA_DATA, s, text, mask, cond)
+
+    def d_logits_joint(self, sets, text, mask, cond=None, graph=()) -> list[torch.Tensor]:
+        """The logits of each (x, s) set (each of the batch's size, same captions) from one pass of the heads over
+        all sets, so that shared batch-norm statistics span real and fakes (``d_norm_stats: shared``, ours). The
+        teacher's features are taken set by set, with an autograd graph only for the sets whose index is in
+        ``graph`` (the others reach the heads' statistics as constants)."""
+        feats = []
+        for i, (x, s) in enumerate(sets):
+            with torch.set_grad_enabled(i in graph and torch.is_grad_enabled()):
+                feats.append(self.disc.features(self.teacher, x / SIGMA_DATA, s, text, mask, cond))
+        return list(self.disc.head_logits([torch.cat(f) for f in zip(*feats)]).chunk(len(sets)))
+
+    def reference_sets(self, x0, gen) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The real (and misaligned) discriminator inputs a G step shows the heads beside its fakes when their
+        statistics are shared, drawn as a D step draws them."""
+        sets = []
+        for x in (x0, misaligned(x0)) if self.cfg.distill.misaligned_pairs else (x0,):
+            s = self.renoise_time(x0.shape[0], gen)
+            sets.append((self.d_input(x, s, gen), s))
+        return sets
 
     def d_input(self, x0, s, gen) -> torch.Tensor:
         """A clean image as the discriminator sees it: translated (``d_translate``), then re-noised to time s."""
@@ -169,7 +194,13 @@ class DistillModule(L.LightningModule):
         if d.uses_adv:
             x0_hat = self.one_step_x0(x0, text, mask, w, gen, cond)
             s = self.renoise_time(x0.shape[0], gen)
-            l_adv = g_adv_loss(self.d_logits(self.d_input(x0_hat, s, gen), s, text, mask, cond))
+            fake = self.d_input(x0_hat, s, gen)
+            if d.d_norm_stats == "shared":  # the heads see [real, fake, misaligned], as in the D step
+                real, *mis = self.reference_sets(x0, gen)
+                fake_logits = self.d_logits_joint([real, (fake, s), *mis], text, mask, cond, graph=(1,))[1]
+            else:
+                fake_logits = self.d_logits(fake, s, text, mask, cond)
+            l_adv = g_adv_loss(fake_logits)
             parts["adv"] = d.adv_weight * l_adv
             logs["loss_g_adv"] = l_adv.detach()
         if d.ode_weight > 0:
@@ -210,9 +241,14 @@ class DistillModule(L.LightningModule):
         n = len(fakes)
         if d.r1_weight > 0:
             real.requires_grad_(True)
-        real_logits = self.d_logits(real, s_real, text, mask, cond)
-        fake_logits = self.d_logits(torch.cat(fakes), torch.cat(s_fakes), text.repeat(n, 1, 1), mask.repeat(n, 1),
-                                    cond)  # a condition is tiled to the n fake sets (rolled pairs keep their own)
+        if d.d_norm_stats == "shared":
+            real_logits, *fake_logits = self.d_logits_joint([(real, s_real), *zip(fakes, s_fakes)], text, mask, cond,
+                                                            graph=(0,) if d.r1_weight > 0 else ())
+            fake_logits = torch.cat(fake_logits)
+        else:
+            real_logits = self.d_logits(real, s_real, text, mask, cond)
+            fake_logits = self.d_logits(torch.cat(fakes), torch.cat(s_fakes), text.repeat(n, 1, 1),
+                                        mask.repeat(n, 1), cond)  # a condition is tiled to the n fake sets
         loss = d_hinge_loss(real_logits, fake_logits)
         logs = {"loss_d": loss.detach(), "d_real": real_logits.mean().detach(),
                 "d_fake": fake_logits.mean().detach()}

@@ -18,19 +18,20 @@ class LocalBatchNorm(nn.Module):
 
     Input (B, C, N). Samples are split in batch order into chunks of ``group``; when B is not a multiple of ``group``
     the last chunk is smaller (B = 11, group = 8 -> groups of 8 and 3). A lone last sample is normalised over its own
-    tokens. Variance is biased (divides by the count), as in ordinary batch norm. Train and eval behave the same."""
+    tokens. ``group=None``: one group, the whole call. Variance is biased (divides by the count), as in ordinary
+    batch norm. Train and eval behave the same."""
 
-    def __init__(self, channels: int, group: int = 8, eps: float = 1e-5):
+    def __init__(self, channels: int, group: int | None = 8, eps: float = 1e-5):
         super().__init__()
-        if group < 1:
-            raise ValueError(f"group must be >= 1, got {group}")
+        if group is not None and group < 1:
+            raise ValueError(f"group must be >= 1 or None, got {group}")
         self.group, self.eps = group, eps
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = []
-        for chunk in torch.split(x, self.group, dim=0):
+        for chunk in torch.split(x, self.group or x.shape[0], dim=0):
             mean = chunk.mean(dim=(0, 2), keepdim=True)
             var = chunk.var(dim=(0, 2), unbiased=False, keepdim=True)
             outs.append((chunk - mean) * torch.rsqrt(var + self.eps))
@@ -46,7 +47,7 @@ def sn_conv1d(c_in: int, c_out: int, kernel: int) -> nn.Module:
 class DiscBlock(nn.Module):
     """SN-Conv1d C->C (kernel k, circular) -> LocalBatchNorm -> LeakyReLU(0.2) on (B, C, N) [method reference §6.2]."""
 
-    def __init__(self, channels: int, kernel: int, group: int = 8):
+    def __init__(self, channels: int, kernel: int, group: int | None = 8):
         super().__init__()
         self.conv = sn_conv1d(channels, channels, kernel)
         self.norm = LocalBatchNorm(channels, group)
@@ -60,7 +61,7 @@ class DiscHead(nn.Module):
     """Block(1) -> residual Block(9), (f(h) + h) / sqrt 2 -> SN-Conv1d C->1: tokens (B, N, C) -> logits (B, N)
     [method reference §6.2]."""
 
-    def __init__(self, channels: int, group: int = 8):
+    def __init__(self, channels: int, group: int | None = 8):
         super().__init__()
         self.block1 = DiscBlock(channels, 1, group)
         self.block9 = DiscBlock(channels, 9, group)
@@ -75,9 +76,10 @@ class DiscHead(nn.Module):
 class Discriminator(nn.Module):
     """One :class:`DiscHead` per tapped teacher block; holds the heads and nothing else [method reference §6.1].
 
-    ``block_ids`` index ``teacher.transformer.transformer_blocks``; repeats are allowed (each gets its own head)."""
+    ``block_ids`` index ``teacher.transformer.transformer_blocks``; repeats are allowed (each gets its own head).
+    ``group``: the heads' batch-norm group (None: statistics over the whole call)."""
 
-    def __init__(self, width: int, block_ids: Sequence[int], group: int = 8):
+    def __init__(self, width: int, block_ids: Sequence[int], group: int | None = 8):
         super().__init__()
         self.block_ids = tuple(int(i) for i in block_ids)
         if not self.block_ids:
@@ -121,5 +123,8 @@ class Discriminator(nn.Module):
     def forward(self, teacher, x_scaled: torch.Tensor, s: torch.Tensor, text: torch.Tensor,
                 mask: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, N * K): each head's (B, N) output, concatenated over the K heads."""
-        feats = self.features(teacher, x_scaled, s, text, mask, cond)
+        return self.head_logits(self.features(teacher, x_scaled, s, text, mask, cond))
+
+    def head_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Logits (B, N * K) from the K tapped blocks' token features (B, N, C), in ``block_ids`` order."""
         return torch.cat([head(f) for head, f in zip(self.heads, feats)], dim=1)

@@ -157,25 +157,19 @@ def test_grad_balance_measures_each_weighted_term(tmp_path, teacher):
 
 
 def test_d_probe_trains_fresh_heads_and_ranks_real_over_fake(tmp_path, teacher):
-    """The discriminator diagnostic: pairwise ranking by hand, shared statistics reach across the local groups, and
-    the command trains fresh heads on a micro hybrid and refuses a config without a discriminator."""
-    from sprint_bench.lit.d_probe import main, ranking, share_statistics
-    from sprint_bench.models.discriminator import Discriminator
+    """The discriminator diagnostic: pairwise ranking by hand; the command trains fresh heads on a micro hybrid, with
+    local or shared batch-norm statistics, and refuses a config without a discriminator or with a ControlNet."""
+    from sprint_bench.lit.d_probe import main, ranking
 
     assert ranking(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 0.0])) == 0.75  # 1>0, 3>2, 3>0 of four pairs
     assert ranking(torch.tensor([1.0]), torch.tensor([1.0])) == 0.5
-    x = torch.randn(16, 4, 6)
-    x[8:] += 10.0  # the second group of 8 sits higher
-    norm = Discriminator(4, [0]).heads[0].block1.norm
-    assert norm(x)[8:].mean().abs() < 1e-4  # local groups: each group's own mean is removed
-    assert share_statistics(Discriminator(4, [0])).heads[0].block1.norm(x)[8:].mean() > 0.9
 
     hybrid = REPO / "experiments/sprint/hybrid.yaml"
     overrides = MICRO + [f"distill.teacher={teacher}", f"output_dir={tmp_path}",
                          f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
     args = ["--config", str(hybrid), "--steps", "3", "--test-batches", "2", "--threads", "1"]
     local = main(args + overrides)
-    shared = main(args + ["--stats", "shared", "--d-lr", "1e-3"] + overrides)
+    shared = main(args + ["--d-lr", "1e-3"] + overrides + ["distill.d_norm_stats=shared"])
     for out in (local, shared):
         assert out["steps"] == 3 and out["test_samples"] == 2 * 4 and out["student_init"] == "teacher copy"
         assert 0 <= out["p_real_over_fake"] <= 1 and 0 <= out["p_real_over_misaligned"] <= 1
@@ -186,6 +180,46 @@ def test_d_probe_trains_fresh_heads_and_ranks_real_over_fake(tmp_path, teacher):
         main(["--config", str(REPO / "experiments/sprint/scm.yaml"), *overrides])
     with pytest.raises(SystemExit, match="ControlNet"):
         main(["--config", str(REPO / "experiments/controlnet/sprint.yaml"), *overrides, "control.num_blocks=1"])
+
+
+def test_shared_norm_statistics_span_real_and_fakes(tmp_path, teacher):
+    """distill.d_norm_stats=shared: the heads normalise over the whole call; one pass over [real, fake, misaligned]
+    equals a single call on the concatenated sets, so a fake's logits depend on the reals beside it; only the sets in
+    ``graph`` carry gradients back to their inputs; D and G steps both run and the adversarial term reaches the
+    student."""
+    from sprint_bench.lit.distill import DistillModule
+    from sprint_bench.lit.fit import seeded_data
+    from sprint_bench.lit.train_distill import load_matching_teacher
+    from sprint_bench.models.discriminator import LocalBatchNorm
+
+    cfg = micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path, teacher, "distill.d_norm_stats=shared")
+    _, t, _, _ = load_matching_teacher(cfg)
+    dm = seeded_data(cfg)
+    module = DistillModule(cfg, dm.captions, t)
+    norms = [m for m in module.disc.modules() if isinstance(m, LocalBatchNorm)]
+    assert norms and all(m.group is None for m in norms)
+    x0, text, mask, _ = module.batch_inputs(next(iter(dm.train_dataloader())))
+    b = x0.shape[0]
+    gen = torch.Generator().manual_seed(0)
+    fake = torch.randn_like(x0) * 0.1
+    sets = [(module.d_input(x, torch.full((b,), s), gen), torch.full((b,), s))
+            for x, s in ((x0, 0.3), (fake, 0.5), (x0.flip(0), 0.7))]
+    sets[1][0].requires_grad_(True)
+    sets[0][0].requires_grad_(True)
+    joint = module.d_logits_joint(sets, text, mask, graph=(1,))
+    one_call = module.d_logits(torch.cat([x for x, _ in sets]), torch.cat([s for _, s in sets]),
+                               text.repeat(3, 1, 1), mask.repeat(3, 1)).chunk(3)
+    for a, c in zip(joint, one_call):
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-4)
+    g_fake, g_real = torch.autograd.grad(joint[1].sum(), [sets[1][0], sets[0][0]], allow_unused=True)
+    assert g_fake.abs().sum() > 0 and g_real is None  # the reals enter the statistics as constants
+    brighter = [(sets[0][0].detach() + 0.5, sets[0][1])] + sets[1:]
+    assert not torch.allclose(module.d_logits_joint(brighter, text, mask)[1], joint[1].detach(), atol=1e-4)
+    loss_d, logs = module.discriminator_loss(x0, text, mask, module.step_generator(1))
+    assert torch.isfinite(loss_d) and set(logs) >= {"loss_d", "d_real", "d_fake"}
+    parts, logs = module.generator_parts(x0, text, mask, module.step_generator(0), 0)
+    grads = torch.autograd.grad(parts["adv"], list(module.student.parameters()), allow_unused=True)
+    assert torch.isfinite(logs["loss_g_adv"]) and sum(float(g.abs().sum()) for g in grads if g is not None) > 0
 
 
 def test_ode_regression_term_uses_the_bank(tmp_path, teacher):

@@ -94,6 +94,10 @@ def test_local_batchnorm_groups():
     assert not torch.allclose(out2[4:8], out[4:8])
     single = LocalBatchNorm(5, group=8)(x[:9])  # 8 + a lone sample, normalised over its own tokens
     assert torch.allclose(single[8:], _manual_norm(x[8:9]), atol=1e-5)
+    whole = LocalBatchNorm(5, group=None)(x)  # one group: the whole call
+    assert torch.allclose(whole, _manual_norm(x), atol=1e-5)
+    with pytest.raises(ValueError, match="group must be >= 1 or None"):
+        LocalBatchNorm(5, group=0)
 
 
 def test_spectral_norm_bounds_weight():
