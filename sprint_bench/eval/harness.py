@@ -1,7 +1,7 @@
 """The evaluation harness: `sprint-bench eval <checkpoint-or-run> --steps 1,2,4 --metrics fd,kid,clip,geneval,latency`.
 
 For each step count it generates the GenEval-Shapes images once (553 prompts x 4 = 2,212 PNGs in the official
-layout, cached and resumable), computes every requested metric on those images, and logs one MLflow child run per
+layout, cached and resumable, one folder per sampler, seed and images per prompt), computes every requested metric on those images, and logs one MLflow child run per
 (model, steps) under a parent run per model. A finished child run with the same protocol is skipped; an interrupted
 one is resumed (its finished metrics are kept in ``metrics.json`` beside the images).
 
@@ -25,7 +25,7 @@ from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
 from sprint_bench.data.shapes.render import render
 from sprint_bench.data.shapes.scene import realize
 from sprint_bench.eval.generators import load_generator
-from sprint_bench.eval.geneval.generate import generate_geneval
+from sprint_bench.eval.geneval.generate import generate_geneval, images_folder_name
 from sprint_bench.eval.geneval.layout import iter_samples, score_folder, write_results
 from sprint_bench.eval.geneval.scoring import ScoringOptions
 from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
@@ -160,9 +160,14 @@ class Evaluator:
             metas.append(meta)
         return np.stack(imgs), caps, metas
 
-    def evaluate_steps(self, steps: int, logger) -> dict:
+    def folder(self, steps: int) -> Path:
+        """Where the images and finished metrics of ``steps`` live: one folder per sampler, seed and images per
+        prompt, so another seed never reuses (or overwrites) the images of the first."""
         tag = self.model.sampler_tag(steps, self.cfg_scale)
-        folder = self.root / tag
+        return self.root / images_folder_name(tag, self.s.seed, self.s.images_per_prompt)
+
+    def evaluate_steps(self, steps: int, logger) -> dict:
+        folder = self.folder(steps)
         images_dir = folder / "images"
         done_file = folder / "metrics.json"
         done = json.loads(done_file.read_text()) if done_file.exists() else {}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
 from sprint_bench.eval.generators import load_generator
-from sprint_bench.eval.geneval.generate import generate_geneval
+from sprint_bench.eval.geneval.generate import generate_geneval, images_folder_name
 from sprint_bench.eval.geneval.layout import score_folder, write_results
 from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
 from sprint_bench.models.text_encoder import CaptionCache
@@ -23,7 +23,7 @@ def evaluate_teacher_geneval(export_dir: str | Path | None, out_dir: str | Path,
     prompts = geneval_shapes_prompts(cfg.world)[:limit]
     captions = CaptionCache.build(sorted({p["prompt"] for p in prompts}), cfg.text.max_length,
                                   Path(cfg.output_dir) / "cache")
-    root = Path(out_dir) / f"euler{steps}-cfg{cfg_scale:g}"
+    root = Path(out_dir) / images_folder_name(f"euler{steps}-cfg{cfg_scale:g}", seed, images_per_prompt)
     fn = model.sample_fn(steps, cfg_scale, captions)
     generate_geneval(fn, prompts, root / "images", images_per_prompt, batch_size, seed)
     rows, summary = score_folder(root / "images", ShapesDetector(cfg.world))

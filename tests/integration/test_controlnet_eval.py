@@ -52,7 +52,7 @@ def _settings(tmp_path: Path) -> EvalSettings:
 
 def _recompute(ev: Evaluator, s: EvalSettings) -> tuple[float, dict]:
     """Edge F1 from the saved PNGs and the condition of (prompt i, seed s.seed + i * ipp + k), from scratch."""
-    folder = Path(s.out_root) / ev.model.model_id / ev.model.sampler_tag(1, ev.cfg_scale) / "images"
+    folder = ev.folder(1) / "images"
     samples = list(iter_samples(folder))
     assert len(samples) == N_PROMPTS
     imgs = np.stack([np.asarray(Image.open(p).convert("RGB")) for _, _, p in samples])

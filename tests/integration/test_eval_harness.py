@@ -102,7 +102,8 @@ def test_geneval_images_use_the_official_layout(tiny_models, tmp_path):
     s = settings(tiny_models, tmp_path, steps=[1], metrics=["geneval"], images_per_prompt=2, limit_prompts=3)
     ev = Evaluator(tiny_models / "teacher", s)
     ev.run()
-    images = Path(s.out_root) / ev.model.model_id / "euler1-cfg3" / "images"
+    assert ev.folder(1) == Path(s.out_root) / ev.model.model_id / "euler1-cfg3-ipp2"
+    images = ev.folder(1) / "images"
     assert sorted(p.name for p in images.iterdir()) == ["00000", "00001", "00002"]
     for d in images.iterdir():
         assert (d / "metadata.jsonl").exists()
@@ -157,7 +158,7 @@ def test_eval_teacher_writes_summary_and_table(tiny_models, tmp_path):
     summary = evaluate_teacher_geneval(tiny_models / "teacher", tmp_path, steps=1, cfg_scale=3.0,
                                        images_per_prompt=1, limit=6)
     assert summary["images"] == 6 and summary["nfe"] == 2 and 0 <= summary["overall"] <= 1
-    table = (tmp_path / "euler1-cfg3" / "table.md").read_text()
+    table = (tmp_path / "euler1-cfg3-ipp1" / "table.md").read_text()  # 1 image per prompt: named in the folder
     assert table.startswith("| steps | CFG | Overall") and "–" in table  # families without prompts are dashes
 
 

@@ -2,6 +2,7 @@
 kept, so an interrupted generation continues where it stopped."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -16,10 +17,37 @@ from sprint_bench.eval.geneval.layout import sample_path, write_prompt_folder
 SampleFn = Callable[[list[str], list[int]], np.ndarray]
 
 
+def images_folder_name(sampler_tag: str, seed: int = 0, images_per_prompt: int = 4) -> str:
+    """The folder name of one sampler's GenEval images: the image seeds depend on ``seed`` and
+    ``images_per_prompt``, so any but the defaults (0, 4) are named in it."""
+    return sampler_tag + (f"-seed{seed}" if seed else "") + (f"-ipp{images_per_prompt}" if images_per_prompt != 4
+                                                            else "")
+
+
+def check_seeds(root: Path, seed: int, images_per_prompt: int) -> None:
+    """Record the seed rule of the images under ``root`` beside it (``<root>-seeds.json``, outside the official
+    layout), or refuse to add images to a folder whose existing ones were drawn under another rule."""
+    facts = {"seed": seed, "images_per_prompt": images_per_prompt}
+    record = root.with_name(root.name + "-seeds.json")
+    if record.exists():
+        old = json.loads(record.read_text())
+        if old != facts:
+            raise ValueError(f"{root} holds images drawn with seed {old['seed']} and {old['images_per_prompt']} per "
+                             f"prompt; this request has seed {seed} and {images_per_prompt} per prompt: give it "
+                             f"another folder (keeping these images)")
+        return
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(facts) + "\n")
+    tmp.replace(record)
+
+
 def generate_geneval(sample_fn: SampleFn, prompts: list[dict], root: str | Path, images_per_prompt: int = 4,
                      batch_size: int = 64, seed: int = 0) -> Path:
-    """Image k of prompt i uses seed ``seed + i * images_per_prompt + k`` (independent of batching)."""
+    """Image k of prompt i uses seed ``seed + i * images_per_prompt + k`` (independent of batching). Images already
+    under ``root`` are kept only if they were drawn under the same rule (:func:`check_seeds`)."""
     root = Path(root)
+    check_seeds(root, seed, images_per_prompt)
     todo: list[tuple[int, int]] = []
     for i, entry in enumerate(prompts):
         write_prompt_folder(root, i, entry)
