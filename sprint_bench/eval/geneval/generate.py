@@ -20,8 +20,9 @@ SampleFn = Callable[[list[str], list[int]], np.ndarray]
 def images_folder_name(sampler_tag: str, seed: int = 0, images_per_prompt: int = 4) -> str:
     """The folder name of one sampler's GenEval images: the image seeds depend on ``seed`` and
     ``images_per_prompt``, so any but the defaults (0, 4) are named in it."""
-    return sampler_tag + (f"-seed{seed}" if seed else "") + (f"-ipp{images_per_prompt}" if images_per_prompt != 4
-                                                            else "")
+    seed_part = f"-seed{seed}" if seed != 0 else ""
+    ipp_part = f"-ipp{images_per_prompt}" if images_per_prompt != 4 else ""
+    return sampler_tag + seed_part + ipp_part
 
 
 def check_seeds(root: Path, seed: int, images_per_prompt: int) -> None:
