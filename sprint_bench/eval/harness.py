@@ -2,8 +2,9 @@
 
 For each step count it generates the GenEval-Shapes images once (553 prompts x 4 = 2,212 PNGs in the official
 layout, cached and resumable, one folder per sampler, seed and images per prompt), computes every requested metric
-on those images, and logs one MLflow child run per (model, steps) under a parent run per model. A finished child run with the same protocol is skipped; an interrupted
-one is resumed (its finished metrics are kept in ``metrics.json`` beside the images).
+on those images, and logs one MLflow child run per (model, steps) under a parent run per model. A finished child
+run with the same protocol is skipped; an interrupted one is resumed (its finished metrics are kept in
+``metrics.json`` beside the images).
 
 ``edge_f1`` (opt-in) scores image k of prompt i against the thickness-1 edges of the ControlNet condition of (prompt
 i's metadata, its seed ``seed + i * ipp + k``) (:mod:`sprint_bench.data.shapes.control`), for any generator: a
