@@ -283,6 +283,8 @@ class DistillConfig:
     d_norm_stats: str = _field("local", "discriminator batch-norm statistics: local (real and fakes in separate "
                                "calls, groups of 8, as the reference) or shared (ours: one pass of the heads over "
                                "real, fake and misaligned sets in D and G steps alike)", choices=["local", "shared"])
+    d_steps: int = _field(1, "discriminator steps after each generator step (1 = strict alternation G, D, as the "
+                          "reference; n: G, D x n)", min=1)
     r1_weight: float = _field(0.0, "R1 penalty weight on real samples (0 disables)", min=0.0)
     ode_weight: float = _field(0.0, "lambda_ODE: one-step regression onto teacher ODE endpoints (ours, not in the "
                                "paper; Luhman & Luhman 2021 knowledge distillation; 0 = off, as the paper)", min=0.0)
@@ -306,7 +308,15 @@ class DistillConfig:
     def uses_adv(self) -> bool:
         return self.loss in ("ladd", "hybrid")
 
+    @property
+    def cycle(self) -> int:
+        """Global steps per generator step: 1 + d_steps with a discriminator, else 1."""
+        return 1 + self.d_steps if self.uses_adv else 1
+
     def validate(self) -> None:
+        if self.d_steps != 1 and not self.uses_adv:
+            raise _cross_error(f"distill.d_steps={self.d_steps} needs a discriminator (loss ladd or hybrid)",
+                               "distill.d_steps", "distill.loss")
         if self.loss == "hybrid" and (self.scm_weight == 0 or self.adv_weight == 0):
             raise _cross_error("distill.loss=hybrid needs scm_weight > 0 and adv_weight > 0 (use loss: scm or ladd)",
                                "distill.loss", "distill.scm_weight", "distill.adv_weight")

@@ -80,8 +80,9 @@ class DistillModule(L.LightningModule):
         return self.ema if self.ema is not None else self.student
 
     def phase(self, k: int) -> str:
-        """Strict alternation G, D, G, D, ... starting with G (reference code order); sCM alone has no D."""
-        return "G" if not self.cfg.distill.uses_adv or k % 2 == 0 else "D"
+        """G then ``d_steps`` D steps, repeated (d_steps 1: strict alternation G, D, G, D, ..., the reference code's
+        order); sCM alone has no D."""
+        return "G" if k % self.cfg.distill.cycle == 0 else "D"
 
     def step_generator(self, k: int) -> torch.Generator:
         """Randomness of step k as a function of (seed, rank, k): resuming is exact."""
@@ -305,7 +306,7 @@ class DistillModule(L.LightningModule):
         if self.ema is None:
             return
         with torch.no_grad():
-            steps = int(self.k) // (2 if self.cfg.distill.uses_adv else 1)
+            steps = int(self.k) // self.cfg.distill.cycle
             dec = min(self.cfg.train.ema_decay, (1 + steps) / (10 + steps))
             for pe, p in zip(self.ema.parameters(), self.student.parameters()):
                 pe.lerp_(p.detach(), 1 - dec)
@@ -314,7 +315,7 @@ class DistillModule(L.LightningModule):
         tc, d = self.cfg.train, self.cfg.distill
         opt_g = torch.optim.AdamW(self.student.parameters(), lr=tc.lr, betas=tuple(tc.betas),
                                   weight_decay=tc.weight_decay)
-        g_steps = tc.max_steps // (2 if d.uses_adv else 1)
+        g_steps = tc.max_steps // d.cycle
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt_g, lambda s: lr_lambda(s, tc.warmup_steps, g_steps, tc.lr_schedule, tc.min_lr_ratio))
         if self.disc is None:

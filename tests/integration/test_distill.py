@@ -111,6 +111,30 @@ def test_kill_and_resume_keeps_phase_and_warmup(tmp_path, teacher):
     assert meta(resumed)["k"] == 8
 
 
+class _Phases(L.Callback):
+    def __init__(self):
+        self.phases, self.updates = [], None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.phases.append(pl_module.phase(int(pl_module.k)))
+
+    def on_train_end(self, trainer, pl_module):
+        self.updates = [int(next(iter(o.state.values()))["step"]) for o in trainer.optimizers]
+
+
+def test_d_steps_runs_several_discriminator_steps_per_generator_step(tmp_path, teacher):
+    """distill.d_steps=2: G, D, D, G, D, D; the generator's optimiser steps once per cycle, the heads' twice."""
+    from sprint_bench.lit.train_distill import train_distill
+
+    rec = _Phases()
+    export = train_distill(micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path, teacher, "train.max_steps=6",
+                                 "distill.d_steps=2"), extra_callbacks=[rec])
+    assert rec.phases == ["G", "D", "D", "G", "D", "D"] and rec.updates == [2, 4]
+    assert meta(export)["k"] == 6
+    with pytest.raises(ConfigError, match="d_steps=2 needs a discriminator"):
+        micro(REPO / "experiments/sprint/scm.yaml", tmp_path, teacher, "distill.d_steps=2")
+
+
 def test_grad_balance_measures_each_weighted_term(tmp_path, teacher):
     """The diagnostic's per-term gradients add up to the generator loss's gradient, scale with the term weights, and
     a checkpoint of another config is refused."""

@@ -401,8 +401,9 @@ def test_dict_field_merges_with_schema_defaults(tmp_path):
 
 
 def test_late_field_at_default_keeps_the_older_hash(tmp_path):
-    """Fields added after runs were recorded (distill.d_translate, the ode_* fields, d_norm_stats) leave the hash of
-    configs that keep them at their defaults unchanged, so finished runs are still found; set, each changes the hash."""
+    """Fields added after runs were recorded (distill.d_translate, the ode_* fields, d_norm_stats, d_steps) leave the
+    hash of configs that keep them at their defaults unchanged, so finished runs are still found; set, each changes
+    the hash."""
     import hashlib
     import json
 
@@ -410,13 +411,14 @@ def test_late_field_at_default_keeps_the_older_hash(tmp_path):
     older = to_dict(cfg)  # the canonical JSON as it was before the field existed
     for k in ("tracking", "output_dir", "control"):  # not hashed; a default control section neither
         older.pop(k)
-    for k in ("d_translate", "ode_weight", "ode_pairs", "ode_steps", "ode_metric", "student_init", "d_norm_stats"):
+    for k in ("d_translate", "ode_weight", "ode_pairs", "ode_steps", "ode_metric", "student_init", "d_norm_stats",
+              "d_steps"):
         del older["distill"][k]
     blob = json.dumps(older, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert config_hash(cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]
     for change in ("distill.d_translate=2", "distill.ode_weight=1.0", "distill.ode_pairs=64", "distill.ode_steps=4",
                    "distill.ode_metric=pseudo_huber", "distill.student_init=runs/x/export",
-                   "distill.d_norm_stats=shared"):
+                   "distill.d_norm_stats=shared", "distill.d_steps=2"):
         assert config_hash(load_config(tmp_path / "d.yaml", [change])) != config_hash(cfg), change
 
 
