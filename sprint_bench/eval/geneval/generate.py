@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from sprint_bench.atomic import atomic_write
 from sprint_bench.eval.geneval.layout import sample_path, write_prompt_folder
 
 # (captions, per-image seeds) -> (N, H, W, 3) uint8
@@ -37,10 +38,7 @@ def check_seeds(root: Path, seed: int, images_per_prompt: int) -> None:
                              f"prompt; this request has seed {seed} and {images_per_prompt} per prompt: give it "
                              f"another folder (keeping these images)")
         return
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps(facts) + "\n")
-    tmp.replace(record)
+    atomic_write(record, lambda f: f.write((json.dumps(facts) + "\n").encode()))
 
 
 def generate_geneval(sample_fn: SampleFn, prompts: list[dict], root: str | Path, images_per_prompt: int = 4,
