@@ -292,6 +292,9 @@ class DistillConfig:
     ode_steps: int = _field(8, "teacher Euler steps (CFG w per pair) for each ODE pair", min=1)
     ode_metric: str = _field("l2", "per-element error of the ODE regression: l2 (squared) or pseudo_huber "
                              "(sqrt(d^2 + c^2) - c, c = 2/255 in model range)", choices=["l2", "pseudo_huber"])
+    ode_shift: int = _field(0, "ODE regression tolerant to target shifts of up to this many pixels: per window, the "
+                            "smallest error over shifts (ours; 0 = off)", min=0)
+    ode_shift_window: int = _field(12, "window side (pixels) over which one ODE target shift is chosen", min=1)
     student_init: Optional[str] = _field(None, "start the student from this exported student (a finished run's "
                                          "export folder, or an experiment YAML: its run's export) instead of a "
                                          "copy of the teacher (ours: two-stage training; null = the paper)")
@@ -376,6 +379,11 @@ class ExperimentConfig:
         if self.distill.student_init and self.control.enabled:
             raise _cross_error("distill.student_init is not supported with a ControlNet", "distill.student_init",
                                "control.enabled")
+        res, shift = self.world.resolution, self.distill.ode_shift
+        if shift and (2 * shift >= res or self.distill.ode_shift_window > res):
+            raise _cross_error(f"distill.ode_shift={shift} must be below half of world.resolution={res} and "
+                               f"distill.ode_shift_window={self.distill.ode_shift_window} at most {res}",
+                               "distill.ode_shift", "world.resolution")
         if self.distill.ode_weight and self.distill.ode_pairs < self.data.batch_size:
             raise _cross_error(f"distill.ode_pairs={self.distill.ode_pairs} is below data.batch_size="
                                f"{self.data.batch_size}", "distill.ode_pairs", "data.batch_size")

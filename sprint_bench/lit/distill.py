@@ -220,7 +220,9 @@ class DistillModule(L.LightningModule):
         t = torch.full((n,), T_MAX, device=self.device)
         F, _ = self.student(eps, t, text, mask, self.guidance(bank.w[idx].to(self.device)))
         target = SIGMA_DATA * to_model_range(bank.x0[idx].to(self.device))
-        return ode_loss(x0_from_F(SIGMA_DATA * eps, t, F), target, metric=self.cfg.distill.ode_metric)
+        d = self.cfg.distill
+        return ode_loss(x0_from_F(SIGMA_DATA * eps, t, F), target, metric=d.ode_metric, shift=d.ode_shift,
+                        window=d.ode_shift_window)
 
     def generator_loss(self, x0, text, mask, gen, k: int, cond=None) -> tuple[torch.Tensor, dict]:
         parts, logs = self.generator_parts(x0, text, mask, gen, k, cond)

@@ -36,18 +36,24 @@ def misaligned(x0: torch.Tensor) -> torch.Tensor:
     return torch.roll(x0, shifts=1, dims=0)
 
 
+def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Each image of ``x`` (B, C, H, W) moved down by dy[i] and right by dx[i] pixels (integer tensors of shape
+    (B, 1)), the edge rows and columns replicated into the uncovered border; differentiable in ``x``."""
+    b, _, h, w = x.shape
+    rows = (torch.arange(h, device=x.device) - dy).clamp(0, h - 1)  # (B, H): source row of each output row
+    cols = (torch.arange(w, device=x.device) - dx).clamp(0, w - 1)
+    picked = x[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return picked.permute(0, 3, 1, 2)  # advanced indexing puts the channel axis last
+
+
 def translate(x: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Each image of ``x`` (B, C, H, W) shifted by its own integer (dy, dx), each uniform in [-n, n], the edge rows
     and columns replicated into the uncovered border (DiffAugment translation, Zhao et al. 2020). Differentiable in
     ``x``: the adversarial gradient is shifted back with the image, so no fixed pixel grid sees it. n = 0: ``x``."""
     if n == 0:
         return x
-    b, _, h, w = x.shape
-    dy, dx = torch.randint(-n, n + 1, (2, b, 1), generator=generator, device=x.device)
-    rows = (torch.arange(h, device=x.device) - dy).clamp(0, h - 1)  # (B, H): source row of each output row
-    cols = (torch.arange(w, device=x.device) - dx).clamp(0, w - 1)
-    picked = x[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-    return picked.permute(0, 3, 1, 2)  # advanced indexing puts the channel axis last
+    dy, dx = torch.randint(-n, n + 1, (2, x.shape[0], 1), generator=generator, device=x.device)
+    return shift_images(x, dy, dx)
 
 
 def apply_max_time(t: torch.Tensor, p: float, generator: torch.Generator | None = None,

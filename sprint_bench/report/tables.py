@@ -38,7 +38,7 @@ TRAIN_AXES = ("train/max_steps", "train/lr", "train/lr_schedule", "train/min_lr_
 SCM_KEYS = ("scm_weight", "logvar", "tangent", "fd_eps", "tangent_warmup_steps", "tangent_norm_c")
 ADV_KEYS = ("adv_weight", "max_time_p", "d_p_mean", "d_p_std", "head_blocks", "misaligned_pairs", "d_translate",
             "r1_weight", "d_lr", "d_grad_clip")
-ODE_KEYS = ("ode_pairs", "ode_steps", "ode_metric")
+ODE_KEYS = ("ode_pairs", "ode_steps", "ode_metric", "ode_shift", "ode_shift_window")
 
 
 def label(row: Row) -> str:

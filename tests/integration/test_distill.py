@@ -272,6 +272,9 @@ def test_ode_regression_term_uses_the_bank(tmp_path, teacher):
     cfg.distill.ode_metric = "pseudo_huber"
     huber = module.ode_part(8, module.step_generator(0))
     assert huber > 0 and not torch.isclose(huber, l2)
+    cfg.distill.ode_shift, cfg.distill.ode_shift_window = 1, 3  # each 3 x 3 window keeps its best of 9 shifts
+    shifted = module.ode_part(8, module.step_generator(0))
+    assert 0 < shifted < huber  # (the micro student is far from its targets: shifts buy little)
     cfg.distill.ode_weight = 0.0  # off: no bank is needed and no "ode" term appears
     assert ode_pairs_for(cfg, t, t_meta, dm) is None
     off, _ = DistillModule(cfg, dm.captions, t).generator_parts(x0, text, mask, module.step_generator(0), 0)

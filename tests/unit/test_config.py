@@ -412,13 +412,14 @@ def test_late_field_at_default_keeps_the_older_hash(tmp_path):
     for k in ("tracking", "output_dir", "control"):  # not hashed; a default control section neither
         older.pop(k)
     for k in ("d_translate", "ode_weight", "ode_pairs", "ode_steps", "ode_metric", "student_init", "d_norm_stats",
-              "d_steps"):
+              "d_steps", "ode_shift", "ode_shift_window"):
         del older["distill"][k]
     blob = json.dumps(older, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert config_hash(cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]
     for change in ("distill.d_translate=2", "distill.ode_weight=1.0", "distill.ode_pairs=64", "distill.ode_steps=4",
                    "distill.ode_metric=pseudo_huber", "distill.student_init=runs/x/export",
-                   "distill.d_norm_stats=shared", "distill.d_steps=2"):
+                   "distill.d_norm_stats=shared", "distill.d_steps=2", "distill.ode_shift=1",
+                   "distill.ode_shift_window=8"):
         assert config_hash(load_config(tmp_path / "d.yaml", [change])) != config_hash(cfg), change
 
 
@@ -436,6 +437,12 @@ def test_ode_regression_checked_against_controlnet_and_batch(tmp_path):
         load_config(top, ["distill.ode_metric=l1"])
     with pytest.raises(ConfigError, match="loss=ode needs ode_weight > 0"):
         load_config(top, ["distill.loss=ode"])
+    for bad in (["distill.ode_shift=16"], ["distill.ode_shift=1", "distill.ode_shift_window=33"]):
+        with pytest.raises(ConfigError, match="ode_shift=.* must be below half of world.resolution=32"):
+            load_config(top, bad).validate_distill()
+    with pytest.raises(ConfigError, match="ode_shift"):
+        load_config(top, ["distill.ode_shift=-1"])
+    load_config(top, ["distill.ode_shift=2", "distill.ode_shift_window=32"]).validate_distill()
     load_config(top, ["distill.ode_pairs=16"]).validate_distill()  # unused while ode_weight is 0
     load_config(top, ["distill.ode_weight=0.5", "distill.ode_pairs=32"]).validate_distill()
 

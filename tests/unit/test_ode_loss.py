@@ -52,3 +52,54 @@ def test_config_offers_exactly_the_losses_metrics():
 
     choices = next(f for f in fields(DistillConfig) if f.name == "ode_metric").metadata["choices"]
     assert sorted(choices) == sorted(METRICS)
+
+
+def _scene(*boxes, h=32) -> torch.Tensor:
+    """A (1, 3, h, h) grey image with a bright square per (row, col, side) box."""
+    x = torch.full((1, 3, h, h), -0.1)
+    for r, c, s in boxes:
+        x[..., r:r + s, c:c + s] = 0.4
+    return x
+
+
+def _moved(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    from sprint_bench.losses.ladd import shift_images
+
+    return shift_images(x, torch.tensor([[dy]]), torch.tensor([[dx]]))
+
+
+@pytest.mark.parametrize("metric", ["l2", "pseudo_huber"])
+def test_shift_tolerance_forgives_misplacements_up_to_the_shift(metric):
+    target = _scene((10, 8, 10))
+    plain = ode_loss(_moved(target, 1, -1), target, metric=metric)
+    assert plain > 0.01
+    assert ode_loss(_moved(target, 1, -1), target, metric=metric, shift=1).abs() < 1e-7
+    two_off = _moved(target, 2, 0)
+    assert ode_loss(two_off, target, metric=metric, shift=1) > 0.1 * plain
+    assert ode_loss(two_off, target, metric=metric, shift=2).abs() < 1e-7
+    # nothing to align (one grey level against another): every shift and window gives the plain error
+    flat = torch.full((2, 3, 16, 16), 0.2)
+    hat = flat + 0.05
+    for window in (1, 5, 16):
+        assert ode_loss(hat, flat, metric=metric, shift=1, window=window).item() == pytest.approx(
+            ode_loss(hat, flat, metric=metric).item(), rel=1e-5)
+
+
+def test_shift_is_chosen_per_window():
+    """Two objects misplaced in opposite directions: one shift for the whole image (a window as large as the image)
+    cannot forgive both, windows smaller than their gap do."""
+    target = _scene((2, 2, 6), (20, 20, 6))
+    hat = _scene((3, 1, 6), (19, 21, 6))
+    whole = ode_loss(hat, target, metric="pseudo_huber", shift=1, window=32)
+    assert whole > 0.005
+    assert ode_loss(hat, target, metric="pseudo_huber", shift=1, window=8).abs() < 1e-7
+    with pytest.raises(ValueError, match="window 33 must be in 1..32"):
+        ode_loss(hat, target, shift=1, window=33)
+
+
+def test_shift_tolerant_gradient_reaches_the_prediction_only():
+    target = _scene((10, 8, 10)).requires_grad_(True)
+    hat = (_moved(target.detach(), 2, 0) + 0.01 * torch.randn(1, 3, 32, 32)).requires_grad_(True)
+    ode_loss(hat, target, metric="pseudo_huber", shift=1).backward()
+    assert target.grad is None
+    assert hat.grad.abs().sum() > 0
