@@ -295,6 +295,12 @@ class DistillConfig:
     ode_shift: int = _field(0, "ODE regression tolerant to target shifts of up to this many pixels: per window, the "
                             "smallest error over shifts (ours; 0 = off)", min=0)
     ode_shift_window: int = _field(12, "window side (pixels) over which one ODE target shift is chosen", min=1)
+    dmd_weight: float = _field(0.0, "lambda_DMD: distribution matching of the one-step samples against a fake "
+                               "denoiser trained on them in the D steps (ours, not in the paper; DMD2, Yin et al. "
+                               "2024; 0 = off; needs a discriminator phase: loss ladd or hybrid)", min=0.0)
+    dmd_p_mean: float = _field(0.2, "distribution-matching and fake-denoiser time: mean of log(sigma_d tan t)")
+    dmd_p_std: float = _field(1.6, "distribution-matching and fake-denoiser time: std of log(sigma_d tan t)", gt=0.0)
+    fake_lr: Optional[float] = _field(None, "fake denoiser learning rate (null: train.lr)", gt=0.0)
     student_init: Optional[str] = _field(None, "start the student from this exported student (a finished run's "
                                          "export folder, or an experiment YAML: its run's export) instead of a "
                                          "copy of the teacher (ours: two-stage training; null = the paper)")
@@ -323,6 +329,9 @@ class DistillConfig:
         if self.loss == "hybrid" and (self.scm_weight == 0 or self.adv_weight == 0):
             raise _cross_error("distill.loss=hybrid needs scm_weight > 0 and adv_weight > 0 (use loss: scm or ladd)",
                                "distill.loss", "distill.scm_weight", "distill.adv_weight")
+        if self.dmd_weight > 0 and not self.uses_adv:
+            raise _cross_error("distill.dmd_weight > 0 needs a discriminator phase to train its fake denoiser "
+                               "(loss ladd or hybrid)", "distill.dmd_weight", "distill.loss")
         if self.loss == "ode" and self.ode_weight == 0:
             raise _cross_error("distill.loss=ode needs ode_weight > 0", "distill.loss", "distill.ode_weight")
 
@@ -376,6 +385,9 @@ class ExperimentConfig:
         if self.distill.ode_weight and self.control.enabled:
             raise _cross_error("distill.ode_weight is not supported with a ControlNet (the ODE pairs carry no edge "
                                "condition)", "distill.ode_weight", "control.enabled")
+        if self.distill.dmd_weight and self.control.enabled:
+            raise _cross_error("distill.dmd_weight is not supported with a ControlNet", "distill.dmd_weight",
+                               "control.enabled")
         if self.distill.student_init and self.control.enabled:
             raise _cross_error("distill.student_init is not supported with a ControlNet", "distill.student_init",
                                "control.enabled")

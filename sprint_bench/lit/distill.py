@@ -15,6 +15,7 @@ from torch import nn
 from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
 from sprint_bench.lit.teacher import lr_lambda
+from sprint_bench.losses.dmd import denoising_loss, dmd_loss
 from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate
 from sprint_bench.losses.ode import ode_loss
 from sprint_bench.losses.scm import (jvp_autograd, jvp_finite_difference, normalize_tangent, scm_loss, scm_tangent,
@@ -29,10 +30,12 @@ from sprint_bench.samplers.ode_pairs import OdePairs
 
 class DistillModule(L.LightningModule):
     """Teacher (frozen, TrigFlow-wrapped), student (teacher copy + guidance embedding + logvar head) and the LADD
-    discriminator heads on frozen-teacher features. With ``teacher_controlnet`` both teacher and student carry a
-    ControlNet (the student's starts as a copy of the teacher's and trains with the student). ``ode_pairs`` is the
-    teacher ODE-pair bank of the one-step regression term (needed when ``distill.ode_weight > 0``); ``student_init``
-    a student transformer to start from (``distill.student_init``) instead of a copy of the teacher."""
+    discriminator heads on frozen-teacher features; with ``distill.dmd_weight`` also the fake denoiser of distribution
+    matching (a teacher copy that trains on the student's samples in the D steps). With ``teacher_controlnet`` both
+    teacher and student carry a ControlNet (the student's starts as a copy of the teacher's and trains with the
+    student). ``ode_pairs`` is the teacher ODE-pair bank of the one-step regression term (needed when
+    ``distill.ode_weight > 0``); ``student_init`` a student transformer to start from (``distill.student_init``)
+    instead of a copy of the teacher."""
 
     def __init__(self, cfg, captions: CaptionCache, teacher_transformer, teacher_controlnet=None,
                  ode_pairs: OdePairs | None = None, student_init: nn.Module | None = None):
@@ -55,6 +58,9 @@ class DistillModule(L.LightningModule):
         self.grid_cond = None  # ControlNet: the condition of each periodic-grid prompt, (n, 3, H, W)
         self.ema = copy.deepcopy(self.student).requires_grad_(False) if cfg.train.ema_decay > 0 else None
         self.disc = self.new_discriminator() if d.uses_adv else None
+        # the fake denoiser of distribution matching: a trainable teacher copy fitted to the student's samples
+        self.fake = (TrigFlowModel(copy.deepcopy(teacher_transformer)).requires_grad_(True) if d.dmd_weight > 0
+                     else None)
         self.register_buffer("k", torch.zeros((), dtype=torch.long))  # global G + D step counter
         self.register_buffer("skipped", torch.zeros((), dtype=torch.long))  # steps skipped by the NaN/Inf guard
         self.register_buffer("text_hidden", captions.hidden, persistent=False)
@@ -146,6 +152,43 @@ class DistillModule(L.LightningModule):
         F, _ = self.student(x_t / SIGMA_DATA, t, text, mask, self.guidance(w), cond=cond)
         return x0_from_F(x_t, t, F)
 
+    def one_step_from_noise(self, eps, text, mask, w) -> torch.Tensor:
+        """The student's one-step x0 from x_T = sigma_d eps at t = T_MAX, as the 1-step sampler draws it."""
+        t = torch.full((eps.shape[0],), T_MAX, device=self.device)
+        F, _ = self.student(eps, t, text, mask, self.guidance(w))
+        return x0_from_F(SIGMA_DATA * eps, t, F)
+
+    def student_sample(self, text, mask, w, gen) -> torch.Tensor:
+        """A one-step sample from fresh noise."""
+        res = self.cfg.world.resolution
+        eps = torch.randn((text.shape[0], 3, res, res), generator=gen, device=self.device)
+        return self.one_step_from_noise(eps, text, mask, w)
+
+    def dmd_noised(self, x0_hat, gen) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_t, z, t): a student sample re-noised at the distribution-matching time (no gradient to the sample)."""
+        d = self.cfg.distill
+        t = sample_t_lognormal(x0_hat.shape[0], d.dmd_p_mean, d.dmd_p_std, generator=gen, device=self.device)
+        z = SIGMA_DATA * self.randn(x0_hat, gen)
+        return trig_noise(x0_hat.detach(), z, t), z, t
+
+    def dmd_part(self, text, mask, w, gen) -> torch.Tensor:
+        """L_DMD of fresh one-step samples: the teacher's CFG x0 (real) and the fake denoiser's x0 at the same
+        re-noised x_t (losses/dmd.py)."""
+        x0_hat = self.student_sample(text, mask, w, gen)
+        x_t, _, t = self.dmd_noised(x0_hat, gen)
+        F_real = self.teacher_velocity(x_t, t, text, mask, w) / SIGMA_DATA
+        with torch.no_grad():
+            F_fake, _ = self.fake(x_t / SIGMA_DATA, t, text, mask)
+        return dmd_loss(x0_hat, x0_from_F(x_t, t, F_real), x0_from_F(x_t, t, F_fake))
+
+    def fake_part(self, text, mask, gen) -> torch.Tensor:
+        """The fake denoiser's diffusion loss on fresh (no-grad) one-step student samples."""
+        with torch.no_grad():
+            x0_hat = self.student_sample(text, mask, self.draw_w(text.shape[0], gen), gen)
+        x_t, z, t = self.dmd_noised(x0_hat, gen)
+        F, _ = self.fake(x_t / SIGMA_DATA, t, text, mask)
+        return denoising_loss(F, x0_hat, z, t)
+
     def renoise_time(self, n: int, gen) -> torch.Tensor:
         d = self.cfg.distill
         return sample_t_lognormal(n, d.d_p_mean, d.d_p_std, generator=gen, device=self.device)
@@ -208,6 +251,10 @@ class DistillModule(L.LightningModule):
             l_ode = self.ode_part(x0.shape[0], gen)
             parts["ode"] = d.ode_weight * l_ode
             logs["loss_ode"] = l_ode.detach()
+        if d.dmd_weight > 0:
+            l_dmd = self.dmd_part(text, mask, w, gen)
+            parts["dmd"] = d.dmd_weight * l_dmd
+            logs["loss_dmd"] = l_dmd.detach()
         return parts, logs
 
     def ode_part(self, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -217,12 +264,10 @@ class DistillModule(L.LightningModule):
         idx = torch.randint(len(bank), (n,), generator=gen, device=self.device).cpu()
         eps = bank.noise(idx).to(self.device)
         text, mask = self.text(bank.caption_ids[idx].to(self.device))
-        t = torch.full((n,), T_MAX, device=self.device)
-        F, _ = self.student(eps, t, text, mask, self.guidance(bank.w[idx].to(self.device)))
+        x0_hat = self.one_step_from_noise(eps, text, mask, bank.w[idx].to(self.device))
         target = SIGMA_DATA * to_model_range(bank.x0[idx].to(self.device))
         d = self.cfg.distill
-        return ode_loss(x0_from_F(SIGMA_DATA * eps, t, F), target, metric=d.ode_metric, shift=d.ode_shift,
-                        window=d.ode_shift_window)
+        return ode_loss(x0_hat, target, metric=d.ode_metric, shift=d.ode_shift, window=d.ode_shift_window)
 
     def generator_loss(self, x0, text, mask, gen, k: int, cond=None) -> tuple[torch.Tensor, dict]:
         parts, logs = self.generator_parts(x0, text, mask, gen, k, cond)
@@ -259,6 +304,10 @@ class DistillModule(L.LightningModule):
             r1 = r1_penalty(real_logits, real)
             loss = loss + d.r1_weight * r1
             logs["r1"] = r1.detach()
+        if self.fake is not None:  # the fake denoiser trains in the D steps beside the heads
+            l_fake = self.fake_part(text, mask, gen)
+            loss = loss + l_fake
+            logs["loss_fake"] = l_fake.detach()
         return loss, logs
 
     # ------------------------------------------------------------------------------------------------ training
@@ -269,21 +318,25 @@ class DistillModule(L.LightningModule):
         gen = self.step_generator(k)
         opts = self.optimizers()
         opt_g, opt_d = (opts if isinstance(opts, list) else [opts, None])[:2]
+        tc = self.cfg.train
         if phase == "G":
-            opt, params, clip = opt_g, list(self.student.parameters()), self.cfg.train.grad_clip
+            opt, groups = opt_g, {"student": (self.student, tc.grad_clip)}
             if opt_d is not None:
                 self.toggle_optimizer(opt_g)
             loss, logs = self.generator_loss(x0, text, mask, gen, k, cond)
         else:
-            opt, params, clip = opt_d, list(self.disc.parameters()), self.cfg.distill.d_grad_clip
+            opt, groups = opt_d, {"disc": (self.disc, self.cfg.distill.d_grad_clip)}
+            if self.fake is not None:
+                groups["fake"] = (self.fake, tc.grad_clip)
             self.toggle_optimizer(opt_d)
             loss, logs = self.discriminator_loss(x0, text, mask, gen, cond)
         if k in self.cfg.distill.debug_nan_steps:
             loss = loss * float("nan")
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
-        if torch.isfinite(norm):
+        norms = {n: torch.nn.utils.clip_grad_norm_(list(m.parameters()), clip if clip > 0 else math.inf)
+                 for n, (m, clip) in groups.items()}
+        if all(torch.isfinite(v) for v in norms.values()):
             opt.step()
             if phase == "G":
                 sched = self.lr_schedulers()
@@ -296,8 +349,8 @@ class DistillModule(L.LightningModule):
             self.untoggle_optimizer(opt)
         self.k += 1
         prefix = "train/"
-        logs.update({f"grad_norm_{'student' if phase == 'G' else 'disc'}": norm.detach(),
-                     "loss" if phase == "G" else "loss_d_total": loss.detach(),
+        logs.update({f"grad_norm_{n}": v.detach() for n, v in norms.items()})
+        logs.update({"loss" if phase == "G" else "loss_d_total": loss.detach(),
                      "skipped_steps": self.skipped.float(), "tangent_warmup_r":
                          tangent_warmup(k, self.cfg.distill.tangent_warmup_steps),
                      "lr": opt_g.param_groups[0]["lr"]})
@@ -322,8 +375,10 @@ class DistillModule(L.LightningModule):
             opt_g, lambda s: lr_lambda(s, tc.warmup_steps, g_steps, tc.lr_schedule, tc.min_lr_ratio))
         if self.disc is None:
             return {"optimizer": opt_g, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        opt_d = torch.optim.AdamW(self.disc.parameters(), lr=d.d_lr or tc.lr, betas=tuple(tc.betas),
-                                  weight_decay=tc.weight_decay)
+        groups = [{"params": list(self.disc.parameters()), "lr": d.d_lr or tc.lr}]
+        if self.fake is not None:
+            groups.append({"params": list(self.fake.parameters()), "lr": d.fake_lr or tc.lr})
+        opt_d = torch.optim.AdamW(groups, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
         return [opt_g, opt_d], [{"scheduler": sched, "interval": "step"}]
 
     # ------------------------------------------------------------------------------------------------ sampling

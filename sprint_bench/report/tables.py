@@ -39,6 +39,7 @@ SCM_KEYS = ("scm_weight", "logvar", "tangent", "fd_eps", "tangent_warmup_steps",
 ADV_KEYS = ("adv_weight", "max_time_p", "d_p_mean", "d_p_std", "head_blocks", "misaligned_pairs", "d_translate",
             "r1_weight", "d_lr", "d_grad_clip")
 ODE_KEYS = ("ode_pairs", "ode_steps", "ode_metric", "ode_shift", "ode_shift_window")
+DMD_KEYS = ("dmd_p_mean", "dmd_p_std", "fake_lr")
 
 
 def label(row: Row) -> str:
@@ -80,6 +81,7 @@ def _inert(training: dict) -> set[str]:
     keys = set() if loss in ("scm", "hybrid") else set(SCM_KEYS)
     keys |= set() if loss in ("ladd", "hybrid") else set(ADV_KEYS)
     keys |= set(ODE_KEYS) if float(training.get("distill/ode_weight", 0.0)) == 0 else set()
+    keys |= set(DMD_KEYS) if float(training.get("distill/dmd_weight", 0.0)) == 0 else set()
     return {f"distill/{k}" for k in keys}
 
 

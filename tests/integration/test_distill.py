@@ -281,6 +281,56 @@ def test_ode_regression_term_uses_the_bank(tmp_path, teacher):
     assert "ode" not in off
 
 
+class _Weights(L.Callback):
+    """The fake denoiser's and student's weights before and after each phase of the first cycle."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen.append(self.flat(pl_module))
+
+    def on_train_end(self, trainer, pl_module):
+        self.seen.append(self.flat(pl_module))
+
+    @staticmethod
+    def flat(m):
+        return {n: torch.cat([p.detach().flatten() for p in getattr(m, n).parameters()]).clone()
+                for n in ("fake", "student", "teacher")}
+
+
+def test_distribution_matching_term_and_fake_denoiser(tmp_path, teacher):
+    """distill.dmd_weight adds lambda_DMD L_DMD to the generator loss (its gradient reaches the student, none the fake
+    denoiser); the fake denoiser starts as the teacher and trains in the D steps only, the teacher never."""
+    from sprint_bench.lit.distill import DistillModule
+    from sprint_bench.lit.fit import seeded_data
+    from sprint_bench.lit.train_distill import load_matching_teacher, train_distill
+
+    path = REPO / "experiments/sprint/hybrid.yaml"
+    cfg = micro(path, tmp_path, teacher, "train.max_steps=4", "distill.dmd_weight=2.0", "distill.fake_lr=1e-3")
+    _, t, _, _ = load_matching_teacher(cfg)
+    dm = seeded_data(cfg)
+    module = DistillModule(cfg, dm.captions, t)
+    torch.testing.assert_close(_Weights.flat(module)["fake"], _Weights.flat(module)["teacher"], rtol=0, atol=0)
+    x0, text, mask, _ = module.batch_inputs(next(iter(dm.train_dataloader())))
+    parts, logs = module.generator_parts(x0, text, mask, module.step_generator(0), 0)
+    assert set(parts) == {"scm", "adv", "dmd"} and logs["loss_dmd"] > 0  # real (CFG) and fake (no CFG) differ
+    torch.testing.assert_close(parts["dmd"], 2.0 * logs["loss_dmd"])
+    grads = torch.autograd.grad(parts["dmd"], list(module.student.parameters()), allow_unused=True)
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    assert all(p.grad is None for p in module.fake.parameters())
+    l_fake = module.fake_part(text, mask, module.step_generator(1))
+    assert l_fake > 0 and l_fake.requires_grad
+    assert module.configure_optimizers()[0][1].param_groups[1]["lr"] == 1e-3
+
+    rec = _Weights()
+    export = train_distill(cfg, extra_callbacks=[rec])  # G, D, G, D
+    changed = [[not torch.equal(a[n], b[n]) for n in ("fake", "student", "teacher")]
+               for a, b in zip(rec.seen, rec.seen[1:])]
+    assert changed == [[False, True, False], [True, False, False]] * 2
+    assert meta(export)["k"] == 4 and meta(export)["skipped_steps"] == 0
+
+
 def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
     """distill.student_init starts the student (and its EMA) from a finished run's export instead of the teacher
     copy; an export that is missing, of another shape or of another guidance setting is a ConfigError."""

@@ -412,14 +412,15 @@ def test_late_field_at_default_keeps_the_older_hash(tmp_path):
     for k in ("tracking", "output_dir", "control"):  # not hashed; a default control section neither
         older.pop(k)
     for k in ("d_translate", "ode_weight", "ode_pairs", "ode_steps", "ode_metric", "student_init", "d_norm_stats",
-              "d_steps", "ode_shift", "ode_shift_window"):
+              "d_steps", "ode_shift", "ode_shift_window", "dmd_weight", "dmd_p_mean", "dmd_p_std", "fake_lr"):
         del older["distill"][k]
     blob = json.dumps(older, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert config_hash(cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]
     for change in ("distill.d_translate=2", "distill.ode_weight=1.0", "distill.ode_pairs=64", "distill.ode_steps=4",
                    "distill.ode_metric=pseudo_huber", "distill.student_init=runs/x/export",
                    "distill.d_norm_stats=shared", "distill.d_steps=2", "distill.ode_shift=1",
-                   "distill.ode_shift_window=8"):
+                   "distill.ode_shift_window=8", "distill.dmd_weight=1.0", "distill.dmd_p_mean=0.0",
+                   "distill.dmd_p_std=1.0", "distill.fake_lr=1e-5"):
         assert config_hash(load_config(tmp_path / "d.yaml", [change])) != config_hash(cfg), change
 
 
@@ -478,3 +479,16 @@ def test_d_translate_checked_against_resolution_and_controlnet(tmp_path):
     with pytest.raises(ConfigError, match="not supported with a ControlNet"):
         load_config(top, ["distill.d_translate=2", "control.enabled=true"]).validate_distill()
     load_config(top, ["distill.d_translate=3"]).validate_distill()
+
+
+def test_distribution_matching_checked(tmp_path):
+    top = write(tmp_path / "d.yaml", "distill:\n  loss: hybrid\n")
+    with pytest.raises(ConfigError, match="dmd_weight > 0 needs a discriminator phase"):
+        load_config(top, ["distill.loss=scm", "distill.dmd_weight=1.0"])
+    with pytest.raises(ConfigError, match="dmd_weight is not supported with a ControlNet"):
+        load_config(top, ["distill.dmd_weight=1.0", "control.enabled=true"]).validate_distill()
+    for bad in ("distill.dmd_weight=-1", "distill.dmd_p_std=0", "distill.fake_lr=0"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0].split(".")[1]):
+            load_config(top, [bad])
+    cfg = load_config(top, ["distill.loss=ladd", "distill.dmd_weight=0.5", "distill.fake_lr=1e-5"])
+    assert (cfg.distill.dmd_weight, cfg.distill.fake_lr) == (0.5, 1e-5)
