@@ -1,5 +1,5 @@
-"""Distribution matching (ours, not in SANA-Sprint; DMD, Yin et al. 2024, arXiv:2311.18828, and DMD2, arXiv:2405.14867):
-the student's one-step samples x0_hat are re-noised to x_t and moved along the difference of two denoisers there,
+"""Distribution matching (ours, not in SANA-Sprint; DMD, Yin et al. 2024, arXiv:2311.18828, and DMD2,
+arXiv:2405.14867): the student's one-step samples x0_hat are re-noised to x_t and moved along the difference of two denoisers there,
 the frozen teacher with CFG (the real score) and a "fake" denoiser trained online on the student's own samples.
 The gradient (x0_fake - x0_real) / mean|x0_hat - x0_real| (per sample) points from the data distribution towards the
 student's, whatever the pixels of any one sample: it judges the distribution of shapes, not a per-pixel target."""
@@ -11,8 +11,8 @@ from sprint_bench.param.trigflow import SIGMA_DATA, bcast
 
 
 def dmd_gradient(x0_hat: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) -> torch.Tensor:
-    """(x0_fake - x0_real) / mean_chw |x0_hat - x0_real| per sample (DMD Eq. 7 with its normaliser, Eq. 8); no
-    gradient flows through it."""
+    """(x0_fake - x0_real) / mean_chw |x0_hat - x0_real| per sample (DMD's gradient with its per-sample
+    normaliser); no gradient flows through it."""
     norm = (x0_hat - x0_real).abs().flatten(1).mean(dim=1).clamp_min(1e-8)
     return ((x0_fake - x0_real) / bcast(norm, x0_hat)).detach()
 
