@@ -1,8 +1,9 @@
 """Distribution matching (ours, not in SANA-Sprint; DMD, Yin et al. 2024, arXiv:2311.18828, and DMD2,
 arXiv:2405.14867): the student's one-step samples x0_hat are re-noised to x_t and moved along the difference of two
 denoisers there, the frozen teacher with CFG (the real score) and a "fake" denoiser trained online on the student's
-own samples. The gradient (x0_fake - x0_real) / mean|x0_hat - x0_real| (per sample) points from the data distribution towards the
-student's, whatever the pixels of any one sample: it judges the distribution of shapes, not a per-pixel target."""
+own samples. The gradient (x0_fake - x0_real) / mean|x0_hat - x0_real| (per sample) points from the data
+distribution towards the student's, whatever the pixels of any one sample: it judges the distribution of shapes, not
+a per-pixel target."""
 from __future__ import annotations
 
 import torch
