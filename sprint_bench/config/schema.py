@@ -284,7 +284,7 @@ class DistillConfig:
                                "calls, groups of 8, as the reference) or shared (ours: one pass of the heads over "
                                "real, fake and misaligned sets in D and G steps alike)", choices=["local", "shared"])
     d_steps: int = _field(1, "discriminator steps after each generator step (1 = strict alternation G, D, as the "
-                          "reference; n: G, D x n)", min=1)
+                          "reference; n: G, D x n); a D step trains the heads and/or the fake denoiser", min=1)
     r1_weight: float = _field(0.0, "R1 penalty weight on real samples (0 disables)", min=0.0)
     ode_weight: float = _field(0.0, "lambda_ODE: one-step regression onto teacher ODE endpoints (ours, not in the "
                                "paper; Luhman & Luhman 2021 knowledge distillation; 0 = off, as the paper)", min=0.0)
@@ -297,7 +297,7 @@ class DistillConfig:
     ode_shift_window: int = _field(12, "window side (pixels) over which one ODE target shift is chosen", min=1)
     dmd_weight: float = _field(0.0, "lambda_DMD: distribution matching of the one-step samples against a fake "
                                "denoiser trained on them in the D steps (ours, not in the paper; DMD2, Yin et al. "
-                               "2024; 0 = off; needs a discriminator phase: loss ladd or hybrid)", min=0.0)
+                               "2024; 0 = off; with any loss: without heads the D steps train the fake alone)", min=0.0)
     dmd_p_mean: float = _field(0.2, "distribution-matching and fake-denoiser time: mean of log(sigma_d tan t)")
     dmd_p_std: float = _field(1.6, "distribution-matching and fake-denoiser time: std of log(sigma_d tan t)", gt=0.0)
     fake_lr: Optional[float] = _field(None, "fake denoiser learning rate (null: train.lr)", gt=0.0)
@@ -318,20 +318,22 @@ class DistillConfig:
         return self.loss in ("ladd", "hybrid")
 
     @property
+    def has_d_phase(self) -> bool:
+        """D steps exist: to train discriminator heads (ladd, hybrid) and/or a fake denoiser (dmd_weight > 0)."""
+        return self.uses_adv or self.dmd_weight > 0
+
+    @property
     def cycle(self) -> int:
-        """Global steps per generator step: 1 + d_steps with a discriminator, else 1."""
-        return 1 + self.d_steps if self.uses_adv else 1
+        """Global steps per generator step: 1 + d_steps with a D phase, else 1."""
+        return 1 + self.d_steps if self.has_d_phase else 1
 
     def validate(self) -> None:
-        if self.d_steps != 1 and not self.uses_adv:
-            raise _cross_error(f"distill.d_steps={self.d_steps} needs a discriminator (loss ladd or hybrid)",
-                               "distill.d_steps", "distill.loss")
+        if self.d_steps != 1 and not self.has_d_phase:
+            raise _cross_error(f"distill.d_steps={self.d_steps} needs a D phase (loss ladd or hybrid, or "
+                               "dmd_weight > 0)", "distill.d_steps", "distill.loss")
         if self.loss == "hybrid" and (self.scm_weight == 0 or self.adv_weight == 0):
             raise _cross_error("distill.loss=hybrid needs scm_weight > 0 and adv_weight > 0 (use loss: scm or ladd)",
                                "distill.loss", "distill.scm_weight", "distill.adv_weight")
-        if self.dmd_weight > 0 and not self.uses_adv:
-            raise _cross_error("distill.dmd_weight > 0 needs a discriminator phase to train its fake denoiser "
-                               "(loss ladd or hybrid)", "distill.dmd_weight", "distill.loss")
         if self.loss == "ode" and self.ode_weight == 0:
             raise _cross_error("distill.loss=ode needs ode_weight > 0", "distill.loss", "distill.ode_weight")
 

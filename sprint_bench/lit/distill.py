@@ -87,7 +87,7 @@ class DistillModule(L.LightningModule):
 
     def phase(self, k: int) -> str:
         """G then ``d_steps`` D steps, repeated (d_steps 1: strict alternation G, D, G, D, ..., the reference code's
-        order); sCM alone has no D."""
+        order); without heads or a fake denoiser there is no D."""
         return "G" if k % self.cfg.distill.cycle == 0 else "D"
 
     def step_generator(self, k: int) -> torch.Generator:
@@ -273,6 +273,17 @@ class DistillModule(L.LightningModule):
         parts, logs = self.generator_parts(x0, text, mask, gen, k, cond)
         return sum(parts.values(), torch.zeros((), device=self.device)), logs
 
+    def d_step_loss(self, x0, text, mask, gen, cond=None) -> tuple[torch.Tensor, dict]:
+        """The loss of a D step: the heads' hinge loss (with heads) plus the fake denoiser's (with one), which
+        trains beside the heads or, without them, alone."""
+        loss, logs = (self.discriminator_loss(x0, text, mask, gen, cond) if self.disc is not None
+                      else (torch.zeros((), device=self.device), {}))
+        if self.fake is not None:
+            l_fake = self.fake_part(text, mask, gen)
+            loss = loss + l_fake
+            logs["loss_fake"] = l_fake.detach()
+        return loss, logs
+
     def discriminator_loss(self, x0, text, mask, gen, cond=None) -> tuple[torch.Tensor, dict]:
         """Real = re-noised data; fake = re-noised student one-step x0 (+ rolled real pairs); hinge (§6.3-6.5)."""
         d, b = self.cfg.distill, x0.shape[0]
@@ -304,10 +315,6 @@ class DistillModule(L.LightningModule):
             r1 = r1_penalty(real_logits, real)
             loss = loss + d.r1_weight * r1
             logs["r1"] = r1.detach()
-        if self.fake is not None:  # the fake denoiser trains in the D steps beside the heads
-            l_fake = self.fake_part(text, mask, gen)
-            loss = loss + l_fake
-            logs["loss_fake"] = l_fake.detach()
         return loss, logs
 
     # ------------------------------------------------------------------------------------------------ training
@@ -325,11 +332,11 @@ class DistillModule(L.LightningModule):
                 self.toggle_optimizer(opt_g)
             loss, logs = self.generator_loss(x0, text, mask, gen, k, cond)
         else:
-            opt, groups = opt_d, {"disc": (self.disc, self.cfg.distill.d_grad_clip)}
-            if self.fake is not None:
-                groups["fake"] = (self.fake, tc.grad_clip)
+            groups = {n: (m, clip) for n, m, clip in (("disc", self.disc, self.cfg.distill.d_grad_clip),
+                                                       ("fake", self.fake, tc.grad_clip)) if m is not None}
+            opt = opt_d
             self.toggle_optimizer(opt_d)
-            loss, logs = self.discriminator_loss(x0, text, mask, gen, cond)
+            loss, logs = self.d_step_loss(x0, text, mask, gen, cond)
         if k in self.cfg.distill.debug_nan_steps:
             loss = loss * float("nan")
         opt.zero_grad(set_to_none=True)
@@ -373,11 +380,10 @@ class DistillModule(L.LightningModule):
         g_steps = tc.max_steps // d.cycle
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt_g, lambda s: lr_lambda(s, tc.warmup_steps, g_steps, tc.lr_schedule, tc.min_lr_ratio))
-        if self.disc is None:
+        if not d.has_d_phase:
             return {"optimizer": opt_g, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        groups = [{"params": list(self.disc.parameters()), "lr": d.d_lr or tc.lr}]
-        if self.fake is not None:
-            groups.append({"params": list(self.fake.parameters()), "lr": d.fake_lr or tc.lr})
+        groups = [{"params": list(m.parameters()), "lr": lr or tc.lr}
+                  for m, lr in ((self.disc, d.d_lr), (self.fake, d.fake_lr)) if m is not None]
         opt_d = torch.optim.AdamW(groups, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
         return [opt_g, opt_d], [{"scheduler": sched, "interval": "step"}]
 

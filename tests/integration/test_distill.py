@@ -331,6 +331,22 @@ def test_distribution_matching_term_and_fake_denoiser(tmp_path, teacher):
     assert meta(export)["k"] == 4 and meta(export)["skipped_steps"] == 0
 
 
+def test_distribution_matching_without_heads_trains_the_fake_alone(tmp_path, teacher):
+    """Regression + distribution matching (no discriminator): the D steps train the fake denoiser alone, the cycle
+    and the generator's lr schedule count them, the student changes only in G steps."""
+    from sprint_bench.lit.train_distill import train_distill
+
+    cfg = micro(REPO / "experiments/sprint/ablations/ode-only.yaml", tmp_path, teacher, "train.max_steps=4",
+                "distill.dmd_weight=1.0", "distill.fake_lr=1e-3")
+    assert cfg.distill.cycle == 2
+    rec = _Weights()
+    export = train_distill(cfg, extra_callbacks=[rec])  # G, D, G, D
+    changed = [[not torch.equal(a[n], b[n]) for n in ("fake", "student", "teacher")]
+               for a, b in zip(rec.seen, rec.seen[1:])]
+    assert changed == [[False, True, False], [True, False, False]] * 2
+    assert meta(export)["k"] == 4 and meta(export)["skipped_steps"] == 0
+
+
 def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
     """distill.student_init starts the student (and its EMA) from a finished run's export instead of the teacher
     copy; an export that is missing, of another shape or of another guidance setting is a ConfigError."""

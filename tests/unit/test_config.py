@@ -483,8 +483,13 @@ def test_d_translate_checked_against_resolution_and_controlnet(tmp_path):
 
 def test_distribution_matching_checked(tmp_path):
     top = write(tmp_path / "d.yaml", "distill:\n  loss: hybrid\n")
-    with pytest.raises(ConfigError, match="dmd_weight > 0 needs a discriminator phase"):
-        load_config(top, ["distill.loss=scm", "distill.dmd_weight=1.0"])
+    with pytest.raises(ConfigError, match="d_steps=2 needs a D phase"):
+        load_config(top, ["distill.loss=scm", "distill.d_steps=2"])
+    for loss in ("scm", "ode"):  # without heads the D steps train the fake denoiser alone
+        cfg = load_config(top, [f"distill.loss={loss}", "distill.ode_weight=1.0", "distill.dmd_weight=1.0",
+                                "distill.d_steps=2"])
+        assert not cfg.distill.uses_adv and cfg.distill.has_d_phase and cfg.distill.cycle == 3
+    assert load_config(top, ["distill.loss=scm"]).distill.cycle == 1
     with pytest.raises(ConfigError, match="dmd_weight is not supported with a ControlNet"):
         load_config(top, ["distill.dmd_weight=1.0", "control.enabled=true"]).validate_distill()
     for bad in ("distill.dmd_weight=-1", "distill.dmd_p_std=0", "distill.fake_lr=0"):
