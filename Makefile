@@ -13,7 +13,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv \
-	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation bench-distill bench-speedup paper quick report ui \
+	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation best-student bench-distill bench-speedup paper quick report ui \
 	controlnet-teacher controlnet-sprint controlnet-baseline controlnet bench-controlnet bench-realscale
 
 help: ## list the targets
@@ -71,6 +71,10 @@ ablation-axes: setup clip-scorer ## every ablation axis in experiments/sprint/ab
 ABLATION ?= experiments/sprint/hybrid.yaml
 ablation: setup clip-scorer ## one student from ABLATION=<yaml>
 	$(DISTILL) $(ABLATION) $(ARGS)
+
+BEST := $(sort $(wildcard experiments/sprint/best/*.yaml))
+best-student: setup clip-scorer ## the best 1-step student measured: 4 chained stages in experiments/sprint/best/ (2-3 h)
+	for f in $(BEST); do $(DISTILL) $$f $(ARGS) || exit 1; done
 
 bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each)
 	$(BIN)/python -m sprint_bench.lit.bench_distill --steps 20
