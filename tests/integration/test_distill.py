@@ -131,7 +131,7 @@ def test_d_steps_runs_several_discriminator_steps_per_generator_step(tmp_path, t
                                  "distill.d_steps=2"), extra_callbacks=[rec])
     assert rec.phases == ["G", "D", "D", "G", "D", "D"] and rec.updates == [2, 4]
     assert meta(export)["k"] == 6
-    with pytest.raises(ConfigError, match="d_steps=2 needs a discriminator"):
+    with pytest.raises(ConfigError, match="d_steps=2 needs a D phase"):
         micro(REPO / "experiments/sprint/scm.yaml", tmp_path, teacher, "distill.d_steps=2")
 
 
