@@ -332,8 +332,8 @@ def test_distribution_matching_term_and_fake_denoiser(tmp_path, teacher):
 
 
 def test_distribution_matching_without_heads_trains_the_fake_alone(tmp_path, teacher):
-    """Regression + distribution matching (no discriminator): the D steps train the fake denoiser alone, the cycle
-    and the generator's lr schedule count them, the student changes only in G steps."""
+    """Regression + distribution matching (no discriminator): the D steps train the fake denoiser alone and count in
+    the cycle (G, D, G, D), the student changes only in G steps."""
     from sprint_bench.lit.train_distill import train_distill
 
     cfg = micro(REPO / "experiments/sprint/ablations/ode-only.yaml", tmp_path, teacher, "train.max_steps=4",
