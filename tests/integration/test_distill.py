@@ -299,12 +299,25 @@ class _Weights(L.Callback):
                 for n in ("fake", "student", "teacher")}
 
 
+def _assert_fake_trains_in_d_steps_only(cfg) -> None:
+    """Four global steps G, D, G, D under Lightning: the student changes only in G steps, the fake denoiser only in D
+    steps, the teacher never."""
+    from sprint_bench.lit.train_distill import train_distill
+
+    rec = _Weights()
+    export = train_distill(cfg, extra_callbacks=[rec])
+    changed = [[not torch.equal(a[n], b[n]) for n in ("fake", "student", "teacher")]
+               for a, b in zip(rec.seen, rec.seen[1:])]
+    assert changed == [[False, True, False], [True, False, False]] * 2
+    assert meta(export)["k"] == 4 and meta(export)["skipped_steps"] == 0
+
+
 def test_distribution_matching_term_and_fake_denoiser(tmp_path, teacher):
     """distill.dmd_weight adds lambda_DMD L_DMD to the generator loss (its gradient reaches the student, none the fake
     denoiser); the fake denoiser starts as the teacher and trains in the D steps only, the teacher never."""
     from sprint_bench.lit.distill import DistillModule
     from sprint_bench.lit.fit import seeded_data
-    from sprint_bench.lit.train_distill import load_matching_teacher, train_distill
+    from sprint_bench.lit.train_distill import load_matching_teacher
 
     path = REPO / "experiments/sprint/hybrid.yaml"
     cfg = micro(path, tmp_path, teacher, "train.max_steps=4", "distill.dmd_weight=2.0", "distill.fake_lr=1e-3")
@@ -323,28 +336,16 @@ def test_distribution_matching_term_and_fake_denoiser(tmp_path, teacher):
     assert l_fake > 0 and l_fake.requires_grad
     assert module.configure_optimizers()[0][1].param_groups[1]["lr"] == 1e-3
 
-    rec = _Weights()
-    export = train_distill(cfg, extra_callbacks=[rec])  # G, D, G, D
-    changed = [[not torch.equal(a[n], b[n]) for n in ("fake", "student", "teacher")]
-               for a, b in zip(rec.seen, rec.seen[1:])]
-    assert changed == [[False, True, False], [True, False, False]] * 2
-    assert meta(export)["k"] == 4 and meta(export)["skipped_steps"] == 0
+    _assert_fake_trains_in_d_steps_only(cfg)
 
 
 def test_distribution_matching_without_heads_trains_the_fake_alone(tmp_path, teacher):
     """Regression + distribution matching (no discriminator): the D steps train the fake denoiser alone and count in
     the cycle (G, D, G, D), the student changes only in G steps."""
-    from sprint_bench.lit.train_distill import train_distill
-
     cfg = micro(REPO / "experiments/sprint/ablations/ode-only.yaml", tmp_path, teacher, "train.max_steps=4",
                 "distill.dmd_weight=1.0", "distill.fake_lr=1e-3")
     assert cfg.distill.cycle == 2
-    rec = _Weights()
-    export = train_distill(cfg, extra_callbacks=[rec])  # G, D, G, D
-    changed = [[not torch.equal(a[n], b[n]) for n in ("fake", "student", "teacher")]
-               for a, b in zip(rec.seen, rec.seen[1:])]
-    assert changed == [[False, True, False], [True, False, False]] * 2
-    assert meta(export)["k"] == 4 and meta(export)["skipped_steps"] == 0
+    _assert_fake_trains_in_d_steps_only(cfg)
 
 
 def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
