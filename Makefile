@@ -73,7 +73,7 @@ ablation: setup clip-scorer ## one student from ABLATION=<yaml>
 	$(DISTILL) $(ABLATION) $(ARGS)
 
 BEST := $(sort $(wildcard experiments/sprint/best/*.yaml))
-best-student: setup clip-scorer ## the best 1-step student measured: 4 chained stages in experiments/sprint/best/ (2-3 h)
+best-student: setup clip-scorer ## the best 1-step student measured: 4 chained stages in experiments/sprint/best/ (4-5 h on CPU)
 	for f in $(BEST); do $(DISTILL) $$f $(ARGS) || exit 1; done
 
 bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each)
