@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-out", default="runs/eval", help="where generated images and metric caches go")
     p.add_argument("--limit-prompts", type=int, default=None, help="smoke runs: only the first N GenEval prompts")
     p = sub.add_parser("search-schedule", help="greedy sampler-timestep search for a student (paper App. F.2), "
-                                               "scored by GenEval-Shapes on a prompt subset")
+                                               "scored by GenEval-Shapes on a prompt subset (noise seeds from 2**30, "
+                                               "none of the evaluation's)")
     p.add_argument("checkpoint", help="a student's run folder or export folder")
     p.add_argument("--steps", type=int, default=4, help="search the 1..steps schedules")
     p.add_argument("--limit-prompts", type=int, default=160, help="GenEval-Shapes prompts scored per schedule")

@@ -13,6 +13,11 @@ from sprint_bench.eval.geneval.scoring import ScoringOptions, score_image, summa
 from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
 from sprint_bench.models.text_encoder import CaptionCache
 
+# Noise seeds of the search start here: above every evaluation seed the harness draws (``seed + i * 4 + k`` for
+# seed 0 or 10**6 and 553 prompts) and below the ODE-pair banks' (from 2**31), so a schedule is never chosen on the
+# noise it is then evaluated on.
+SEARCH_SEED_BASE = 2**30
+
 
 def subset(prompts: list[dict], n: int | None) -> list[dict]:
     """Every k-th prompt, so each GenEval family keeps its share (the prompt file is ordered by family)."""
@@ -22,21 +27,28 @@ def subset(prompts: list[dict], n: int | None) -> list[dict]:
     return [prompts[int(i * stride)] for i in range(n)]
 
 
+def search_seeds(n_prompts: int, images_per_prompt: int, seed: int = SEARCH_SEED_BASE) -> list[list[int]]:
+    """Noise seed of image k of prompt i (``[i][k]``): ``seed + i * images_per_prompt + k``, the harness's rule
+    from another base."""
+    return [[seed + i * images_per_prompt + k for k in range(images_per_prompt)] for i in range(n_prompts)]
+
+
 def geneval_score(student: SprintStudent, prompts: list[dict], cfg_scale: float, images_per_prompt: int = 2,
-                  seed: int = 0, batch_size: int = 128):
+                  seed: int = SEARCH_SEED_BASE, batch_size: int = 128):
     """schedule -> GenEval-Shapes overall on ``prompts`` (fixed seeds, so candidates differ only by schedule); the
     number of steps is the schedule's."""
     captions = CaptionCache.build(sorted({p["prompt"] for p in prompts}), student.cfg.text.max_length,
                                   Path(student.cfg.output_dir) / "cache")
     detector = ShapesDetector(student.cfg.world)
     todo = [(i, k) for i in range(len(prompts)) for k in range(images_per_prompt)]
+    seeds = search_seeds(len(prompts), images_per_prompt, seed)
 
     def score(schedule) -> float:
         fn = student.sample_fn(len(schedule) - 1, cfg_scale, captions, timesteps=schedule)
         rows = []
         for b in range(0, len(todo), batch_size):
             chunk = todo[b:b + batch_size]
-            images = fn([prompts[i]["prompt"] for i, _ in chunk], [seed + i * images_per_prompt + k for i, k in chunk])
+            images = fn([prompts[i]["prompt"] for i, _ in chunk], [seeds[i][k] for i, k in chunk])
             for (i, _), img in zip(chunk, images):
                 r = score_image(img, prompts[i], detector, options=ScoringOptions())
                 rows.append({"tag": prompts[i]["tag"], "index": i, "correct": r.correct})
@@ -65,7 +77,8 @@ def search_schedule(checkpoint: str | Path, steps: int = 4, limit_prompts: int |
 
     chosen, table = greedy_schedule_search(score, steps)
     bar.close()
-    result = {"metric": f"GenEval-Shapes overall, {len(prompts)} prompts x {images_per_prompt} images, w={cfg_scale}",
+    result = {"metric": f"GenEval-Shapes overall, {len(prompts)} prompts x {images_per_prompt} images, w={cfg_scale}, "
+                        f"noise seeds from {SEARCH_SEED_BASE}",
               "chosen": {str(k): list(v) for k, v in chosen.items()}, "table": table}
     (student.path / "schedule_search.json").write_text(json.dumps(result, indent=2) + "\n")
     if apply:

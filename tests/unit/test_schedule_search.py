@@ -64,3 +64,17 @@ def test_non_finite_scores_are_logged_not_chosen_and_errors():
         greedy_schedule_search(distance, 3, candidates_mid=[1.0], candidates_later=[1.2])
     with pytest.raises(ValueError, match="exceeds T_MAX"):
         greedy_schedule_search(distance, 1, candidates_first=[1.6])
+
+
+def test_search_noise_is_disjoint_from_evaluation_and_bank_noise():
+    """The schedule search draws its noise away from the seeds the harness evaluates on (seed 0 and the unseen-noise
+    seed 10**6, 553 prompts x 4 images) and from the ODE-pair banks' (from 2**31)."""
+    from sprint_bench.eval.schedule_search import search_seeds
+    from sprint_bench.samplers.ode_pairs import PAIR_SEED_BASE
+
+    seeds = search_seeds(553, 4)
+    flat = [s for row in seeds for s in row]
+    assert len(flat) == len(set(flat)) == 553 * 4 and seeds[2][3] == seeds[0][0] + 11
+    evaluated = {base + i * 4 + k for base in (0, 10**6) for i in range(553) for k in range(4)}
+    assert not evaluated & set(flat)
+    assert max(flat) < PAIR_SEED_BASE
