@@ -9,13 +9,14 @@ from tqdm.auto import tqdm
 
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
 from sprint_bench.eval.generators import SprintStudent, load_generator
+from sprint_bench.eval.geneval.generate import image_seed
 from sprint_bench.eval.geneval.scoring import ScoringOptions, score_image, summarize
 from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
 from sprint_bench.models.text_encoder import CaptionCache
 
-# Noise seeds of the search start here: above every evaluation seed the harness draws (``seed + i * 4 + k`` for
-# seed 0 or 10**6 and 553 prompts) and below the ODE-pair banks' (from 2**31), so a schedule is never chosen on the
-# noise it is then evaluated on.
+# Noise seeds of the search start here (the harness's :func:`image_seed` rule from this base): above every
+# evaluation seed the harness draws (seed 0 or 10**6, 553 prompts x 4 images) and below the ODE-pair banks' (from
+# 2**31), so a schedule is never chosen on the noise it is then evaluated on.
 SEARCH_SEED_BASE = 2**30
 
 
@@ -27,12 +28,6 @@ def subset(prompts: list[dict], n: int | None) -> list[dict]:
     return [prompts[int(i * stride)] for i in range(n)]
 
 
-def search_seeds(n_prompts: int, images_per_prompt: int, seed: int = SEARCH_SEED_BASE) -> list[list[int]]:
-    """Noise seed of image k of prompt i (``[i][k]``): ``seed + i * images_per_prompt + k``, the harness's rule
-    from another base."""
-    return [[seed + i * images_per_prompt + k for k in range(images_per_prompt)] for i in range(n_prompts)]
-
-
 def geneval_score(student: SprintStudent, prompts: list[dict], cfg_scale: float, images_per_prompt: int = 2,
                   seed: int = SEARCH_SEED_BASE, batch_size: int = 128):
     """schedule -> GenEval-Shapes overall on ``prompts`` (fixed seeds, so candidates differ only by schedule); the
@@ -41,14 +36,14 @@ def geneval_score(student: SprintStudent, prompts: list[dict], cfg_scale: float,
                                   Path(student.cfg.output_dir) / "cache")
     detector = ShapesDetector(student.cfg.world)
     todo = [(i, k) for i in range(len(prompts)) for k in range(images_per_prompt)]
-    seeds = search_seeds(len(prompts), images_per_prompt, seed)
 
     def score(schedule) -> float:
         fn = student.sample_fn(len(schedule) - 1, cfg_scale, captions, timesteps=schedule)
         rows = []
         for b in range(0, len(todo), batch_size):
             chunk = todo[b:b + batch_size]
-            images = fn([prompts[i]["prompt"] for i, _ in chunk], [seeds[i][k] for i, k in chunk])
+            images = fn([prompts[i]["prompt"] for i, _ in chunk],
+                        [image_seed(seed, i, images_per_prompt, k) for i, k in chunk])
             for (i, _), img in zip(chunk, images):
                 r = score_image(img, prompts[i], detector, options=ScoringOptions())
                 rows.append({"tag": prompts[i]["tag"], "index": i, "correct": r.correct})

@@ -67,14 +67,15 @@ def test_non_finite_scores_are_logged_not_chosen_and_errors():
 
 
 def test_search_noise_is_disjoint_from_evaluation_and_bank_noise():
-    """The schedule search draws its noise away from the seeds the harness evaluates on (seed 0 and the unseen-noise
-    seed 10**6, 553 prompts x 4 images) and from the ODE-pair banks' (from 2**31)."""
-    from sprint_bench.eval.schedule_search import search_seeds
+    """The schedule search draws its noise (the harness's image-seed rule from SEARCH_SEED_BASE) away from the seeds
+    the harness evaluates on (seed 0 and the unseen-noise seed 10**6, 553 prompts x 4 images) and from the ODE-pair
+    banks' (from 2**31)."""
+    from sprint_bench.eval.geneval.generate import image_seed
+    from sprint_bench.eval.schedule_search import SEARCH_SEED_BASE
     from sprint_bench.samplers.ode_pairs import PAIR_SEED_BASE
 
-    seeds = search_seeds(553, 4)
-    flat = [s for row in seeds for s in row]
-    assert len(flat) == len(set(flat)) == 553 * 4 and seeds[2][3] == seeds[0][0] + 11
-    evaluated = {base + i * 4 + k for base in (0, 10**6) for i in range(553) for k in range(4)}
+    flat = [image_seed(SEARCH_SEED_BASE, i, 4, k) for i in range(553) for k in range(4)]
+    assert len(flat) == len(set(flat)) == 553 * 4 and image_seed(SEARCH_SEED_BASE, 2, 4, 3) == flat[0] + 11
+    evaluated = {image_seed(base, i, 4, k) for base in (0, 10**6) for i in range(553) for k in range(4)}
     assert not evaluated & set(flat)
     assert max(flat) < PAIR_SEED_BASE

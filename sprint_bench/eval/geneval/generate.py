@@ -26,6 +26,11 @@ def images_folder_name(sampler_tag: str, seed: int = 0, images_per_prompt: int =
     return sampler_tag + seed_part + ipp_part
 
 
+def image_seed(seed: int, i: int, images_per_prompt: int, k: int) -> int:
+    """Noise seed of image k of prompt i: ``seed + i * images_per_prompt + k`` (independent of batching)."""
+    return seed + i * images_per_prompt + k
+
+
 def check_seeds(root: Path, seed: int, images_per_prompt: int) -> None:
     """Record the seed rule of the images under ``root`` beside it (``<root>-seeds.json``, outside the official
     layout), or refuse to add images to a folder whose existing ones were drawn under another rule."""
@@ -43,7 +48,7 @@ def check_seeds(root: Path, seed: int, images_per_prompt: int) -> None:
 
 def generate_geneval(sample_fn: SampleFn, prompts: list[dict], root: str | Path, images_per_prompt: int = 4,
                      batch_size: int = 64, seed: int = 0) -> Path:
-    """Image k of prompt i uses seed ``seed + i * images_per_prompt + k`` (independent of batching). Images already
+    """Image k of prompt i uses seed :func:`image_seed` (independent of batching). Images already
     under ``root`` are kept only if they were drawn under the same rule (:func:`check_seeds`)."""
     root = Path(root)
     check_seeds(root, seed, images_per_prompt)
@@ -56,7 +61,7 @@ def generate_geneval(sample_fn: SampleFn, prompts: list[dict], root: str | Path,
         for b in range(0, len(todo), batch_size):
             chunk = todo[b:b + batch_size]
             images = sample_fn([prompts[i]["prompt"] for i, _ in chunk],
-                               [seed + i * images_per_prompt + k for i, k in chunk])
+                               [image_seed(seed, i, images_per_prompt, k) for i, k in chunk])
             for (i, k), img in zip(chunk, images):
                 path = sample_path(root, i, k)
                 tmp = path.with_name(path.stem + ".tmp.png")
