@@ -283,6 +283,9 @@ class DistillConfig:
     d_norm_stats: str = _field("local", "discriminator batch-norm statistics: local (real and fakes in separate "
                                "calls, groups of 8, as the reference) or shared (ours: one pass of the heads over "
                                "real, fake and misaligned sets in D and G steps alike)", choices=["local", "shared"])
+    d_text_proj: bool = _field(False, "conditional discriminator heads: each token's logit plus a projection of the "
+                               "pooled caption embedding onto the head's features (ours; projection discriminator, "
+                               "Miyato & Koyama 2018; off = unconditional heads, as the reference)")
     d_steps: int = _field(1, "discriminator steps after each generator step (1 = strict alternation G, D, as the "
                           "reference; n: G, D x n); a D step trains the heads and/or the fake denoiser", min=1)
     r1_weight: float = _field(0.0, "R1 penalty weight on real samples (0 disables)", min=0.0)

@@ -57,7 +57,6 @@ class DistillModule(L.LightningModule):
                                      conditioning_scale=scale).requires_grad_(True)
         self.grid_cond = None  # ControlNet: the condition of each periodic-grid prompt, (n, 3, H, W)
         self.ema = copy.deepcopy(self.student).requires_grad_(False) if cfg.train.ema_decay > 0 else None
-        self.disc = self.new_discriminator() if d.uses_adv else None
         # the fake denoiser of distribution matching: a trainable teacher copy fitted to the student's samples
         self.fake = (TrigFlowModel(copy.deepcopy(teacher_transformer)).requires_grad_(True) if d.dmd_weight > 0
                      else None)
@@ -65,6 +64,7 @@ class DistillModule(L.LightningModule):
         self.register_buffer("skipped", torch.zeros((), dtype=torch.long))  # steps skipped by the NaN/Inf guard
         self.register_buffer("text_hidden", captions.hidden, persistent=False)
         self.register_buffer("text_mask", captions.mask, persistent=False)
+        self.disc = self.new_discriminator() if d.uses_adv else None
         self.null_id = captions.null_id
         self.cfg_scales = torch.tensor(d.cfg_scales, dtype=torch.float32)
         if d.ode_weight > 0 and ode_pairs is None:
@@ -194,9 +194,11 @@ class DistillModule(L.LightningModule):
         return sample_t_lognormal(n, d.d_p_mean, d.d_p_std, generator=gen, device=self.device)
 
     def new_discriminator(self) -> Discriminator:
-        """Fresh heads as configured: batch-norm groups of 8, or one group per call (``d_norm_stats: shared``)."""
+        """Fresh heads as configured: batch-norm groups of 8, or one group per call (``d_norm_stats: shared``);
+        conditional on the caption with ``d_text_proj``."""
         d = self.cfg.distill
-        return Discriminator(self.cfg.model.width, d.head_blocks, None if d.d_norm_stats == "shared" else 8)
+        return Discriminator(self.cfg.model.width, d.head_blocks, None if d.d_norm_stats == "shared" else 8,
+                             self.text_hidden.shape[-1] if d.d_text_proj else None)
 
     def d_logits(self, x, s, text, mask, cond=None) -> torch.Tensor:
         return self.disc(self.teacher, x / SIGMA_DATA, s, text, mask, cond)
@@ -210,7 +212,9 @@ class DistillModule(L.LightningModule):
         for i, (x, s) in enumerate(sets):
             with torch.set_grad_enabled(i in graph and torch.is_grad_enabled()):
                 feats.append(self.disc.features(self.teacher, x / SIGMA_DATA, s, text, mask, cond))
-        return list(self.disc.head_logits([torch.cat(f) for f in zip(*feats)]).chunk(len(sets)))
+        n = len(sets)
+        return list(self.disc.head_logits([torch.cat(f) for f in zip(*feats)], text.repeat(n, 1, 1),
+                                          mask.repeat(n, 1)).chunk(n))
 
     def reference_sets(self, x0, gen) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The real (and misaligned) discriminator inputs a G step shows the heads beside its fakes when their

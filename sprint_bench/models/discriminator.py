@@ -57,35 +57,52 @@ class DiscBlock(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
+def pooled_caption(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The caption's mean text embedding over its unmasked tokens: (B, L, D), (B, L) -> (B, D)."""
+    m = mask.to(text.dtype)[..., None]
+    return (text * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class DiscHead(nn.Module):
     """Block(1) -> residual Block(9), (f(h) + h) / sqrt 2 -> SN-Conv1d C->1: tokens (B, N, C) -> logits (B, N)
-    [method reference §6.2]."""
+    [method reference §6.2].
 
-    def __init__(self, channels: int, group: int | None = 8):
+    ``text_dim`` (ours; None: unconditional, as the reference): a projection term is added to every token's logit,
+    <W c, h_n> / sqrt C with c the pooled caption (D = ``text_dim``) and h_n the head's last hidden token
+    (projection discriminator, Miyato & Koyama 2018; StyleGAN-T's conditional heads)."""
+
+    def __init__(self, channels: int, group: int | None = 8, text_dim: int | None = None):
         super().__init__()
         self.block1 = DiscBlock(channels, 1, group)
         self.block9 = DiscBlock(channels, 9, group)
         self.out = sn_conv1d(channels, 1, 1)
+        self.cmap = None if text_dim is None else nn.Linear(text_dim, channels)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, caption: torch.Tensor | None = None) -> torch.Tensor:
         h = self.block1(tokens.transpose(1, 2))
         h = (self.block9(h) + h) / math.sqrt(2)
-        return self.out(h).squeeze(1)
+        logits = self.out(h).squeeze(1)
+        if self.cmap is None:
+            return logits
+        if caption is None:
+            raise ValueError("a conditional discriminator head needs the pooled caption embedding")
+        return logits + torch.einsum("bc,bcn->bn", self.cmap(caption), h) / math.sqrt(h.shape[1])
 
 
 class Discriminator(nn.Module):
     """One :class:`DiscHead` per tapped teacher block; holds the heads and nothing else [method reference §6.1].
 
     ``block_ids`` index ``teacher.transformer.transformer_blocks``; repeats are allowed (each gets its own head).
-    ``group``: the heads' batch-norm group (None: statistics over the whole call)."""
+    ``group``: the heads' batch-norm group (None: statistics over the whole call). ``text_dim``: conditional heads
+    with a caption projection (:class:`DiscHead`; ours), None: unconditional (the reference)."""
 
-    def __init__(self, width: int, block_ids: Sequence[int], group: int | None = 8):
+    def __init__(self, width: int, block_ids: Sequence[int], group: int | None = 8, text_dim: int | None = None):
         super().__init__()
         self.block_ids = tuple(int(i) for i in block_ids)
         if not self.block_ids:
             raise ValueError("block_ids must name at least one teacher block")
-        self.width = width
-        self.heads = nn.ModuleList(DiscHead(width, group) for _ in self.block_ids)
+        self.width, self.conditional = width, text_dim is not None
+        self.heads = nn.ModuleList(DiscHead(width, group, text_dim) for _ in self.block_ids)
 
     def _check(self, teacher) -> nn.ModuleList:
         blocks = teacher.transformer.transformer_blocks
@@ -123,8 +140,11 @@ class Discriminator(nn.Module):
     def forward(self, teacher, x_scaled: torch.Tensor, s: torch.Tensor, text: torch.Tensor,
                 mask: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, N * K): each head's (B, N) output, concatenated over the K heads."""
-        return self.head_logits(self.features(teacher, x_scaled, s, text, mask, cond))
+        return self.head_logits(self.features(teacher, x_scaled, s, text, mask, cond), text, mask)
 
-    def head_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Logits (B, N * K) from the K tapped blocks' token features (B, N, C), in ``block_ids`` order."""
-        return torch.cat([head(f) for head, f in zip(self.heads, feats)], dim=1)
+    def head_logits(self, feats: Sequence[torch.Tensor], text: torch.Tensor | None = None,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, N * K) from the K tapped blocks' token features (B, N, C), in ``block_ids`` order; conditional
+        heads also take the captions (text (B, L, D), mask (B, L)), unconditional ones ignore them."""
+        caption = pooled_caption(text, mask) if self.conditional and text is not None else None
+        return torch.cat([head(f, caption) for head, f in zip(self.heads, feats)], dim=1)

@@ -246,6 +246,31 @@ def test_shared_norm_statistics_span_real_and_fakes(tmp_path, teacher):
     assert torch.isfinite(logs["loss_g_adv"]) and sum(float(g.abs().sum()) for g in grads if g is not None) > 0
 
 
+def test_conditional_heads_take_each_sets_captions(tmp_path, teacher):
+    """distill.d_text_proj: the heads gain caption projections; in one pass over several sets (shared statistics)
+    each set is scored against the batch's captions, so other captions change every set's logits; D and G steps
+    run."""
+    from sprint_bench.lit.distill import DistillModule
+    from sprint_bench.lit.fit import seeded_data
+    from sprint_bench.lit.train_distill import load_matching_teacher
+
+    cfg = micro(REPO / "experiments/sprint/hybrid.yaml", tmp_path, teacher, "distill.d_norm_stats=shared",
+                "distill.d_text_proj=true")
+    _, t, _, _ = load_matching_teacher(cfg)
+    dm = seeded_data(cfg)
+    module = DistillModule(cfg, dm.captions, t)
+    assert module.disc.conditional and all(h.cmap.in_features == module.text_hidden.shape[-1] for h in module.disc.heads)
+    x0, text, mask, _ = module.batch_inputs(next(iter(dm.train_dataloader())))
+    gen = torch.Generator().manual_seed(0)
+    sets = module.reference_sets(x0, gen)
+    with torch.no_grad():
+        a, b = (module.d_logits_joint(sets, tx, mask) for tx in (text, text.roll(1, 0)))
+    assert all(not torch.allclose(p, q) for p, q in zip(a, b))
+    loss_d, _ = module.discriminator_loss(x0, text, mask, module.step_generator(1))
+    parts, logs = module.generator_parts(x0, text, mask, module.step_generator(0), 0)
+    assert torch.isfinite(loss_d) and torch.isfinite(logs["loss_g_adv"])
+
+
 def test_ode_regression_term_uses_the_bank(tmp_path, teacher):
     """With distill.ode_weight the generator loss gains lambda_ODE L_ODE on pairs from the cached bank (made on the
     first run, read on the next); its gradient reaches the student, and a module without the bank is refused."""

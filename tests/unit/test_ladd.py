@@ -7,7 +7,7 @@ import torch
 
 from sprint_bench.losses.ladd import (apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate,
                                       renoise)
-from sprint_bench.models.discriminator import DiscBlock, DiscHead, Discriminator, LocalBatchNorm
+from sprint_bench.models.discriminator import DiscBlock, DiscHead, Discriminator, LocalBatchNorm, pooled_caption
 from sprint_bench.models.trigflow import TrigFlowModel
 from sprint_bench.param.trigflow import T_MAX
 
@@ -117,6 +117,29 @@ def test_head_shape():
     assert head(torch.randn(3, 10, 32)).shape == (3, 10)
 
 
+def test_pooled_caption_ignores_padding():
+    text = torch.tensor([[[1.0, 2.0], [3.0, 6.0], [100.0, 100.0]], [[4.0, 0.0], [-9.0, 9.0], [7.0, 7.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert torch.equal(pooled_caption(text, mask), torch.tensor([[2.0, 4.0], [4.0, 0.0]]))
+
+
+def test_conditional_head_adds_the_caption_projection():
+    """text_dim: each token's logit gains <W c + b, h_n> / sqrt C over the head's last hidden tokens h (B, C, N)."""
+    torch.manual_seed(0)
+    head = DiscHead(8, text_dim=5).eval()  # eval: spectral norm does no power iteration, so calls are comparable
+    tokens, caption = torch.randn(3, 10, 8), torch.randn(3, 5)
+    h = head.block1(tokens.transpose(1, 2))
+    h = (head.block9(h) + h) / math.sqrt(2)
+    plain = head.out(h).squeeze(1)
+    proj = torch.stack([torch.stack([(head.cmap.weight @ caption[b] + head.cmap.bias) @ h[b, :, n]
+                                     for n in range(10)]) for b in range(3)]) / math.sqrt(8)
+    torch.testing.assert_close(head(tokens, caption), plain + proj)
+    assert not torch.allclose(head(tokens, caption), head(tokens, caption.flip(0)))
+    with pytest.raises(ValueError, match="caption"):
+        head(tokens)
+    assert DiscHead(8).cmap is None and all("cmap" not in k for k in Discriminator(8, [0, 1]).state_dict())
+
+
 @pytest.fixture(scope="module")
 def teacher():
     from sprint_bench.config import load_config
@@ -151,6 +174,25 @@ def test_discriminator_forward_grads_and_hooks(teacher):
     assert all(p.grad is None for p in teacher.parameters())
     assert all(p.grad is not None for p in disc.parameters())
     assert len(teacher.transformer.transformer_blocks[0]._forward_hooks) == 0
+
+
+def test_conditional_discriminator_reads_the_caption(teacher):
+    """With text_dim the logits change with the caption beyond what reaches them through the teacher's features
+    (same features, other captions), padding excepted; without it the heads see the features alone."""
+    x, s, text, mask = _inputs()
+    feats = Discriminator(32, [0]).features(teacher, x, s, text, mask)
+    torch.manual_seed(2)
+    cond = Discriminator(32, [0], text_dim=384).eval()
+    other = text.flip(0)
+    assert not torch.allclose(cond.head_logits(feats, text, mask), cond.head_logits(feats, other, mask))
+    padded = text.clone()
+    padded[:, -3:] = 50.0
+    mask = mask.clone()
+    mask[:, -3:] = 0
+    torch.testing.assert_close(cond.head_logits(feats, padded, mask), cond.head_logits(feats, text, mask))
+    plain = Discriminator(32, [0]).eval()
+    assert torch.equal(plain.head_logits(feats, text, mask), plain.head_logits(feats, other, mask))
+    assert cond(teacher, x, s, text, mask).shape == (2, (32 // 4) ** 2)
 
 
 def test_hooks_removed_on_error_and_bad_block_ids(teacher):
