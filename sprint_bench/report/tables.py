@@ -37,7 +37,7 @@ TRAIN_AXES = ("train/max_steps", "train/lr", "train/lr_schedule", "train/min_lr_
 # distill keys only one loss term reads: not a setting of a student trained without that term
 SCM_KEYS = ("scm_weight", "logvar", "tangent", "fd_eps", "tangent_warmup_steps", "tangent_norm_c")
 ADV_KEYS = ("adv_weight", "max_time_p", "d_p_mean", "d_p_std", "head_blocks", "misaligned_pairs", "d_translate",
-            "r1_weight", "d_lr", "d_grad_clip")
+            "r1_weight", "d_lr", "d_grad_clip", "d_norm_stats", "d_text_proj")
 ODE_KEYS = ("ode_pairs", "ode_steps", "ode_metric", "ode_shift", "ode_shift_window")
 DMD_KEYS = ("dmd_p_mean", "dmd_p_std", "fake_lr")
 

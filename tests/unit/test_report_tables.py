@@ -41,7 +41,8 @@ def test_setting_leaves_out_keys_the_students_loss_does_not_read():
                           "distill/tangent_warmup_steps": "150", "distill/ode_weight": "1.0",
                           "distill/ode_metric": "pseudo_huber"})
     assert tables.setting(_student(ode), hybrid) == "loss=ode, ode_metric=pseudo_huber, ode_weight=1.0"
-    scm = dict(hybrid, **{"distill/loss": "scm", "distill/d_translate": 2, "distill/ode_metric": "pseudo_huber"})
+    scm = dict(hybrid, **{"distill/loss": "scm", "distill/d_translate": 2, "distill/ode_metric": "pseudo_huber",
+                          "distill/d_norm_stats": "shared", "distill/d_text_proj": "True"})
     assert tables.setting(_student(scm), hybrid) == "loss=scm"
     two_stage = dict(ode, **{"distill/loss": "hybrid"})
     assert tables.setting(_student(two_stage), hybrid) == ("adv_weight=0.1, d_translate=2, ode_metric=pseudo_huber, "
