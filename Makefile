@@ -76,7 +76,7 @@ BEST := $(sort $(wildcard experiments/sprint/best/*.yaml))
 best-student: setup clip-scorer ## the best 1-step student measured: 4 chained stages in experiments/sprint/best/ (4-5 h on CPU)
 	for f in $(BEST); do $(DISTILL) $$f $(ARGS) || exit 1; done
 
-bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each)
+bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each, timed in turns)
 	$(BIN)/python -m sprint_bench.lit.bench_distill --steps 20
 
 CONTROL_METRICS ?= edge_f1,fd,kid,clip,geneval,latency

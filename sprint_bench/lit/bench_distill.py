@@ -1,5 +1,6 @@
 """Training-cost benchmark: one sCM generator step vs one teacher flow-matching step at the same batch, same
-process, same threads (median of ``--steps`` timed steps each after warm-up). `make bench-distill`."""
+process, same threads (median of ``--steps`` timed steps each after warm-up, the two kinds timed in turns so that a
+drift in the host's speed reaches both alike). `make bench-distill`."""
 from __future__ import annotations
 
 import argparse
@@ -18,14 +19,18 @@ from sprint_bench.losses.flow_matching import flow_matching_loss, interpolate
 from sprint_bench.param.trigflow import SIGMA_DATA
 
 
-def _timed(step, n: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        step()
-    out = []
+def interleaved(steps: dict, n: int, warmup: int) -> dict[str, list[float]]:
+    """Milliseconds of ``n`` calls of each step function, timed in turns (A, B, A, B, ...) after ``warmup`` untimed
+    calls of each: on a shared host whose speed drifts, timing all of A and then all of B biases their ratio."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    out = {name: [] for name in steps}
     for _ in range(n):
-        t0 = time.perf_counter()
-        step()
-        out.append((time.perf_counter() - t0) * 1e3)
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            out[name].append((time.perf_counter() - t0) * 1e3)
     return out
 
 
@@ -74,10 +79,10 @@ def main(argv=None) -> dict:
         opt_s.step()
 
     with pinned_threads(args.threads) as pin:
-        t_teacher = _timed(teacher_step, args.steps, args.warmup)
-        t_scm = _timed(scm_step, args.steps, args.warmup)
+        t = interleaved({"teacher": teacher_step, "scm": scm_step}, args.steps, args.warmup)
     res = {"batch": b, "threads": pin["threads"], "tangent": cfg.distill.tangent, "steps_timed": args.steps,
-           "teacher_fm_step_ms_median": statistics.median(t_teacher), "scm_g_step_ms_median": statistics.median(t_scm),
+           "order": "interleaved", "teacher_fm_step_ms_median": statistics.median(t["teacher"]),
+           "scm_g_step_ms_median": statistics.median(t["scm"]),
            "device": device_info("cpu")["device_name"], "dtype": "float32"}
     res["ratio"] = res["scm_g_step_ms_median"] / res["teacher_fm_step_ms_median"]
     print(json.dumps(res, indent=2))

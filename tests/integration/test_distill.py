@@ -410,6 +410,7 @@ def test_training_cost_benchmark_times_both_steps(tmp_path, teacher):
                               "--threads", "1", *MICRO, f"distill.teacher={teacher}", f"output_dir={tmp_path}",
                               "data.train_size=64", "data.batch_size=4"])
     assert res["batch"] == 4 and res["tangent"] == "jvp" and res["steps_timed"] == 10 and res["threads"] == 1
+    assert res["order"] == "interleaved"
     assert res["teacher_fm_step_ms_median"] > 0 and res["scm_g_step_ms_median"] > 0
     assert res["ratio"] == pytest.approx(res["scm_g_step_ms_median"] / res["teacher_fm_step_ms_median"])
 
