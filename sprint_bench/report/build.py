@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -115,17 +116,37 @@ def download_grids(client: MlflowClient, rows: list[Row], out: Path) -> dict[str
     return grids
 
 
+TIMED = ("latency", "throughput")
+
+
+def timing_devices(rows: list[Row], base: str) -> str:
+    """Where the rows' ``base`` timings (latency, throughput) were taken: device and torch threads, with the number
+    of rows of each when they differ (timings from different devices are not comparable)."""
+    def plural(n, word):
+        return f"{n} {word}" + ("" if str(n) == "1" else "s")
+
+    where = Counter(f"{r.params.get(f'{base}.device_name', 'device not recorded')}, "
+                    f"{plural(r.params.get(f'{base}.threads', '?'), 'thread')}"
+                    for r in rows if f"{base}.metric" in r.params)
+    if len(where) == 1:
+        return f"device: {next(iter(where))}"
+    return ("devices: " + "; ".join(f"{d} ({plural(n, 'row')})" for d, n in sorted(where.items())) +
+            " (not comparable across devices)")
+
+
 def protocol_lines(rows: list[Row]) -> list[str]:
-    """What each metric measured, from the protocol params logged with it."""
+    """What each metric measured, from the protocol params logged with it; for timings also the device(s)."""
     lines, seen = [], set()
     for r in rows:
         for k, v in sorted(r.params.items()):
             if k.endswith(".metric") and v not in seen:
                 base = k[: -len(".metric")]
                 seen.add(v)
-                fields = ("num_images", "dtype") if base in ("latency", "throughput") else \
+                fields = ("num_images", "dtype") if base in TIMED else \
                     ("extractor", "num_images", "resolution", "dtype")  # timed pipelines differ per row
                 parts = [f"{f}: {r.params[f'{base}.{f}']}" for f in fields if f"{base}.{f}" in r.params]
+                if base in TIMED:
+                    parts.append(timing_devices(rows, base))
                 lines.append(f"- **{v}** — " + "; ".join(parts))
     return lines
 

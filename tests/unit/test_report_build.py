@@ -1,7 +1,9 @@
-"""The report's fingerprint (what decides whether `sprint-bench report` rebuilds): results and report code."""
+"""The report's fingerprint (what decides whether `sprint-bench report` rebuilds: results and report code) and its
+list of what each metric measured."""
 import shutil
 
 from sprint_bench.report import build
+from sprint_bench.report.collect import Row
 
 
 def test_fingerprint_changes_with_the_report_code(tmp_path, monkeypatch):
@@ -13,3 +15,22 @@ def test_fingerprint_changes_with_the_report_code(tmp_path, monkeypatch):
     with open(tmp_path / "tables.py", "a") as f:
         f.write("\n# a changed table layout\n")
     assert build.fingerprint([]) != before
+
+
+def _row(run_id: str, device: str | None, threads: str = "2") -> Row:
+    params = {"fd_effnet_lite0.metric": "FD (EfficientNet-Lite0)", "fd_effnet_lite0.num_images": "2212"}
+    if device is not None:
+        params.update({"latency.metric": "latency (batch 1)", "latency.num_images": "20", "latency.dtype": "float32",
+                       "latency.device_name": device, "latency.threads": threads})
+    return Row(run_id, "sprint-hybrid", "m", "sCM + LADD", 1, 1, params, {})
+
+
+def test_latency_line_names_the_device_and_counts_rows_of_each():
+    one = build.protocol_lines([_row("a", "AMD EPYC"), _row("b", "AMD EPYC"), _row("c", None)])
+    assert "- **latency (batch 1)** — num_images: 20; dtype: float32; device: AMD EPYC, 2 threads" in one
+    assert not any("device" in line for line in one if "FD" in line)
+    mixed = build.protocol_lines([_row("a", "AMD EPYC"), _row("b", "Intel Xeon"), _row("c", "AMD EPYC"),
+                                  _row("d", "AMD EPYC", "1")])
+    line = next(line for line in mixed if "latency" in line)
+    assert line.endswith("devices: AMD EPYC, 1 thread (1 row); AMD EPYC, 2 threads (2 rows); "
+                         "Intel Xeon, 2 threads (1 row) (not comparable across devices)")
