@@ -64,36 +64,76 @@ def _keep_if_rows_dropped(out: Path, old: dict, rows: list[Row]) -> None:
                 len(dropped), out, shown, more, backup)
 
 
+TIMED = ("latency", "throughput")
+
+
+def plural(n, word: str) -> str:
+    return f"{n} {word}" + ("" if str(n) == "1" else "s")
+
+
+def timing_device(r: Row, base: str) -> str | None:
+    """'<device>, <n> threads' of a row's ``base`` timing (latency, throughput); None when the row has none."""
+    if f"{base}.metric" not in r.params:
+        return None
+    return f"{r.params.get(f'{base}.device_name', 'device not recorded')}, " \
+           f"{plural(r.params.get(f'{base}.threads', '?'), 'thread')}"
+
+
+def timing_devices(rows: list[Row], base: str) -> str:
+    """Where the rows' ``base`` timings were taken: device and torch threads, with the number of rows of each when
+    they differ (timings from different devices are not comparable)."""
+    where = Counter(d for r in rows if (d := timing_device(r, base)) is not None)
+    if len(where) == 1:
+        return f"device: {next(iter(where))}"
+    return ("devices: " + "; ".join(f"{d} ({plural(n, 'row')})" for d, n in sorted(where.items())) +
+            " (not comparable across devices)")
+
+
 def pareto_figure(rows: list[Row], path: Path) -> Path:
-    """Quality vs batch-1 latency (log x): GenEval-Shapes and FD, one marker per method x steps, teacher curve."""
+    """Quality vs batch-1 latency (log x): GenEval-Shapes and FD, one marker per method x steps, teacher curve; one
+    row of panels per device the latencies were measured on (timings are compared on one device only)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    groups: dict[str, list[Row]] = {}
+    facets: dict[str, list[Row]] = {}
     for r in rows:
-        groups.setdefault(tables.label(r), []).append(r)
-    markers = "osD^v<>pPX*h"
-    for (name, rs), m in zip(sorted(groups.items(), key=lambda kv: not kv[1][0].is_teacher), markers):
-        rs = sorted(rs, key=lambda r: r.steps)
-        for ax, key in zip(axes, ("geneval_overall", "fd_effnet_lite0")):
-            pts = [(r.metric("latency_e2e_ms_median"), r.metric(key), r.steps) for r in rs]
-            pts = [p for p in pts if p[0] is not None and p[1] is not None]
-            if not pts:
-                continue
-            xs, ys, ss = zip(*pts)
-            ax.plot(xs, ys, marker=m, linestyle="-" if rs[0].is_teacher else ":", label=name)
-            for x, y, s in pts:
-                ax.annotate(str(s), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    for ax, title in zip(axes, ("GenEval-Shapes (higher is better)", "FD, EfficientNet-Lite0 (lower is better)")):
-        ax.set_xscale("log")
-        ax.set_xlabel("batch-1 latency, end to end (ms, log scale)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7, loc="best")
-    fig.suptitle("Quality vs latency; numbers next to markers are sampling steps", fontsize=10)
+        if (d := timing_device(r, "latency")) is not None:
+            facets.setdefault(d, []).append(r)
+    facets = facets or {"": []}  # no latency measured: the empty panels of one facet
+    fig, axes = plt.subplots(len(facets), 2, figsize=(11, 4.2 * len(facets)), squeeze=False)
+    first: dict[str, Row] = {}
+    for r in rows:
+        first.setdefault(tables.label(r), r)
+    labels = sorted(first, key=lambda n: not first[n].is_teacher)  # the teacher curve first, in every facet
+    style = {n: ("osD^v<>pPX*h"[i % 12], f"C{i % 10}") for i, n in enumerate(labels)}  # alike in every facet
+    for (device, facet_rows), row_axes in zip(sorted(facets.items()), axes):
+        groups: dict[str, list[Row]] = {}
+        for r in facet_rows:
+            groups.setdefault(tables.label(r), []).append(r)
+        for name in (n for n in labels if n in groups):
+            rs = sorted(groups[name], key=lambda r: r.steps)
+            for ax, key in zip(row_axes, ("geneval_overall", "fd_effnet_lite0")):
+                pts = [(r.metric("latency_e2e_ms_median"), r.metric(key), r.steps) for r in rs]
+                pts = [p for p in pts if p[0] is not None and p[1] is not None]
+                if not pts:
+                    continue
+                xs, ys, ss = zip(*pts)
+                ax.plot(xs, ys, marker=style[name][0], color=style[name][1],
+                        linestyle="-" if rs[0].is_teacher else ":", label=name)
+                for x, y, s in pts:
+                    ax.annotate(str(s), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        for ax, title in zip(row_axes, ("GenEval-Shapes (higher is better)",
+                                        "FD, EfficientNet-Lite0 (lower is better)")):
+            ax.set_xscale("log")
+            ax.set_xlabel("batch-1 latency, end to end (ms, log scale)")
+            ax.set_title(title if len(facets) == 1 else f"{title}\n{device}", fontsize=10)
+            ax.grid(True, which="both", alpha=0.3)
+        if row_axes[0].get_legend_handles_labels()[0]:
+            row_axes[0].legend(fontsize=7, loc="best")
+    where = ", one row per device" if len(facets) > 1 else f" on {next(iter(facets))}" if next(iter(facets)) else ""
+    fig.suptitle(f"Quality vs latency{where}; numbers next to markers are sampling steps", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -114,24 +154,6 @@ def download_grids(client: MlflowClient, rows: list[Row], out: Path) -> dict[str
         grids[f"{r.model}|{r.steps}"] = out / name
     shutil.rmtree(out / ".dl", ignore_errors=True)
     return grids
-
-
-TIMED = ("latency", "throughput")
-
-
-def timing_devices(rows: list[Row], base: str) -> str:
-    """Where the rows' ``base`` timings (latency, throughput) were taken: device and torch threads, with the number
-    of rows of each when they differ (timings from different devices are not comparable)."""
-    def plural(n, word):
-        return f"{n} {word}" + ("" if str(n) == "1" else "s")
-
-    where = Counter(f"{r.params.get(f'{base}.device_name', 'device not recorded')}, "
-                    f"{plural(r.params.get(f'{base}.threads', '?'), 'thread')}"
-                    for r in rows if f"{base}.metric" in r.params)
-    if len(where) == 1:
-        return f"device: {next(iter(where))}"
-    return ("devices: " + "; ".join(f"{d} ({plural(n, 'row')})" for d, n in sorted(where.items())) +
-            " (not comparable across devices)")
 
 
 def protocol_lines(rows: list[Row]) -> list[str]:

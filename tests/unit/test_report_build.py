@@ -34,3 +34,19 @@ def test_latency_line_names_the_device_and_counts_rows_of_each():
     line = next(line for line in mixed if "latency" in line)
     assert line.endswith("devices: AMD EPYC, 1 thread (1 row); AMD EPYC, 2 threads (2 rows); "
                          "Intel Xeon, 2 threads (1 row) (not comparable across devices)")
+
+
+def test_pareto_plot_gives_each_device_its_own_row_of_panels(tmp_path):
+    """Latencies from two devices are never drawn on one axis (metrics protocol §6.5: a device facet)."""
+    from PIL import Image
+
+    def row(run_id, device, steps, latency):
+        r = _row(run_id, device)
+        r.steps, r.metrics = steps, {"latency_e2e_ms_median": latency, "geneval_overall": 0.4, "fd_effnet_lite0": 90.0}
+        return r
+
+    one = build.pareto_figure([row("a", "AMD EPYC", 1, 14.0), row("b", "AMD EPYC", 4, 30.0)], tmp_path / "one.png")
+    two = build.pareto_figure([row("a", "AMD EPYC", 1, 14.0), row("b", "Intel Xeon", 1, 20.0)], tmp_path / "two.png")
+    none = build.pareto_figure([_row("c", None)], tmp_path / "none.png")
+    (w1, h1), (w2, h2) = Image.open(one).size, Image.open(two).size
+    assert w1 == w2 and h2 == 2 * h1 and Image.open(none).size == (w1, h1)
