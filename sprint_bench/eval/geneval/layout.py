@@ -102,7 +102,8 @@ def iter_samples(root: str | Path) -> Iterator[tuple[int, dict[str, Any], Path]]
             yield int(folder.name), metadata, png
 
 
-def _load_image(path: Path) -> np.ndarray:
+def load_image(path: Path) -> np.ndarray:
+    """An image file as an RGB uint8 array (EXIF orientation applied)."""
     with Image.open(path) as im:
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
@@ -117,7 +118,7 @@ def score_folder(root: str | Path, detector: Detector, color_classifier: ColorCl
     colors = list(colors)
     rows = []
     for index, metadata, png in tqdm(samples, desc="GenEval", unit="img"):
-        res = score_image(_load_image(png), metadata, detector, color_classifier, options, colors)
+        res = score_image(load_image(png), metadata, detector, color_classifier, options, colors)
         rows.append({"filename": str(png), "index": index, "tag": metadata["tag"],
                      "prompt": metadata.get("prompt", ""), "correct": res.correct, "reason": res.reason,
                      "metadata": metadata, "boxes": res.boxes})
