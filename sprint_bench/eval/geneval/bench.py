@@ -3,7 +3,7 @@ scores on images degraded by a Gaussian blur (``--blur``, std in pixels) and pix
 renders of the GenEval-Shapes prompts, or the images of an evaluation's GenEval folder (``--folder``).
 
     python -m sprint_bench.eval.geneval.bench --n 2212 [--blur 1.0]
-    python -m sprint_bench.eval.geneval.bench --folder runs/eval/<run>/<sampler>/geneval/images --blur 0.5
+    python -m sprint_bench.eval.geneval.bench --folder runs/eval/<model>/<sampler>/images --blur 0.5
 """
 from __future__ import annotations
 
