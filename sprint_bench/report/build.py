@@ -58,7 +58,7 @@ def _keep_if_rows_dropped(out: Path, old: dict, rows: list[Row]) -> None:
     backup = out.with_name(f"{out.name}.bak-{old.get('fingerprint', 'unknown')}")
     if not backup.exists():
         shutil.copytree(out, backup)
-    shown = ", ".join(f"{m} ({s} step{'s' if s != 1 else ''})" for m, s in dropped[:6])
+    shown = ", ".join(f"{m} ({plural(s, 'step')})" for m, s in dropped[:6])
     more = f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
     log.warning("the MLflow results no longer hold %d row(s) of %s: %s%s; the previous report is kept in %s",
                 len(dropped), out, shown, more, backup)
@@ -132,7 +132,10 @@ def pareto_figure(rows: list[Row], path: Path) -> Path:
             ax.grid(True, which="both", alpha=0.3)
         if row_axes[0].get_legend_handles_labels()[0]:
             row_axes[0].legend(fontsize=7, loc="best")
-    where = ", one row per device" if len(facets) > 1 else f" on {next(iter(facets))}" if next(iter(facets)) else ""
+    if len(facets) > 1:
+        where = ", one row per device"
+    else:
+        where = f" on {device}" if (device := next(iter(facets))) else ""
     fig.suptitle(f"Quality vs latency{where}; numbers next to markers are sampling steps", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
