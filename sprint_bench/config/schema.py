@@ -401,6 +401,10 @@ class ExperimentConfig:
             raise _cross_error(f"distill.ode_shift={shift} must be below half of world.resolution={res} and "
                                f"distill.ode_shift_window={self.distill.ode_shift_window} at most {res}",
                                "distill.ode_shift", "world.resolution")
+        if self.distill.uses_adv and self.distill.misaligned_pairs and self.data.batch_size < 2:
+            raise _cross_error("distill.misaligned_pairs needs data.batch_size >= 2 (rolling a batch of one gives "
+                               "back the true pair, which would be shown to the heads as a fake)",
+                               "distill.misaligned_pairs", "data.batch_size")
         if self.distill.ode_weight and self.distill.ode_pairs < self.data.batch_size:
             raise _cross_error(f"distill.ode_pairs={self.distill.ode_pairs} is below data.batch_size="
                                f"{self.data.batch_size}", "distill.ode_pairs", "data.batch_size")

@@ -253,7 +253,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--cfg", type=float, default=4.5, help="teacher CFG scale and student guidance w (SANA's 4.5)")
     ap.add_argument("--student-steps", default="1,2,4")
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--runs", type=int, default=50, help="timed calls per round (>= 20; protocol: >= 50 on a GPU)")
+    ap.add_argument("--runs", type=int, default=50, help="timed calls per round (>= 50, metrics protocol §6.2)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (defaults: ~7 min on an H200)")
     ap.add_argument("--out", help="also write the JSON here (refused if the file exists, unless --force)")
     ap.add_argument("--force", action="store_true", help="overwrite an existing --out file")

@@ -9,7 +9,7 @@ import json
 import statistics
 
 from sprint_bench.eval.generators import load_generator
-from sprint_bench.eval.latency import device_info, measure_latency
+from sprint_bench.eval.latency import MIN_RUNS, MIN_WARMUP, device_info, measure_latency
 from sprint_bench.models.text_encoder import TextEncoder
 
 
@@ -19,7 +19,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--teacher", default="teacher", help="the reference model (any generator the harness loads)")
     ap.add_argument("--teacher-steps", type=int, default=20, help="the reference's step count")
     ap.add_argument("--student-steps", default="1,2,4")
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=MIN_RUNS, help="timed calls per round (>= 50, metrics protocol §6.2)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -35,7 +35,7 @@ def main(argv=None) -> dict:
     medians: dict[str, dict[str, list[float]]] = {k: {"e2e": [], "denoise": []} for k in pipes}
     for _ in range(args.rounds):
         for name, pipe in pipes.items():
-            r = measure_latency(pipe, captions, warmup=5, runs=args.runs, threads=args.threads)
+            r = measure_latency(pipe, captions, warmup=MIN_WARMUP, runs=args.runs, threads=args.threads)
             medians[name]["e2e"].append(r.values["latency_e2e_ms_median"])
             medians[name]["denoise"].append(r.values["latency_denoise_ms_median"])
     t_name = next(iter(pipes))

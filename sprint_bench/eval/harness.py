@@ -34,6 +34,7 @@ from sprint_bench.eval.grid import image_grid, png_bytes
 from sprint_bench.eval.metrics.base import MetricResult, Protocol
 from sprint_bench.models.text_encoder import CaptionCache
 from sprint_bench.samplers.ode_pairs import PAIR_SEED_BASE
+from sprint_bench.tracking.eval_runs import guidance_label
 
 log = logging.getLogger(__name__)
 METRICS = ("fd", "kid", "clip", "geneval", "latency", "fid", "edge_f1")
@@ -52,7 +53,7 @@ class EvalSettings:
     clip_scorer: str = str(DEFAULT_CLIP_SCORER)
     inception_weights: str | None = None
     latency_warmup: int = 10
-    latency_runs: int = 20
+    latency_runs: int = 50  # timed calls (metrics protocol §6.2: >= 50 after >= 10 untimed)
     throughput_batch: int = 10
     throughput_batches: int = 20
     threads: int = 2
@@ -85,6 +86,7 @@ class Evaluator:
 
     def __init__(self, checkpoint: str | Path, settings: EvalSettings):
         self.s = settings
+        check_counts(settings)
         for m in settings.metrics:
             if m not in METRICS:
                 raise ValueError(f"unknown metric {m!r}; valid metrics: {', '.join(METRICS)}")
@@ -112,7 +114,9 @@ class Evaluator:
                 raise FileNotFoundError(f"CLIP scorer not found at {settings.clip_scorer}; train it with "
                                         f"`make clip-scorer` or pass --clip-scorer DIR")
             self.clip = ClipScorer.from_dir(settings.clip_scorer)
-        self.prompts = geneval_shapes_prompts(self.world)[:settings.limit_prompts]
+        all_prompts = geneval_shapes_prompts(self.world)
+        self.prompts = all_prompts[:settings.limit_prompts]
+        self.first_prompts = len(self.prompts) if len(self.prompts) < len(all_prompts) else None
         last_seed = settings.seed + len(self.prompts) * settings.images_per_prompt - 1
         if settings.seed < 0 or last_seed >= PAIR_SEED_BASE:
             raise ValueError(f"image seeds {settings.seed}..{last_seed} must lie in [0, 2**31): torch keeps a seed's "
@@ -146,7 +150,8 @@ class Evaluator:
 
     # ------------------------------------------------------------------ one (model, steps)
     def protocol_hash(self, steps: int) -> str:
-        facts = {"model": self.model.model_id, "steps": steps, "cfg": self.cfg_scale, "seed": self.s.seed,
+        facts = {"model": self.model.model_id, "steps": steps, "cfg": guidance_label(self.model, self.cfg_scale),
+                 "seed": self.s.seed,
                  "ipp": self.s.images_per_prompt, "prompts": len(self.prompts), "metrics": sorted(self.s.metrics),
                  "extractors": {k: e.id for k, e in self.extractors.items()},
                  "clip": getattr(self.clip, "extractor", None), "latency": [self.s.latency_warmup, self.s.latency_runs,
@@ -154,18 +159,27 @@ class Evaluator:
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
 
     def load_images(self, folder: Path) -> tuple[np.ndarray, list[str], list[dict]]:
-        imgs, caps, metas = [], [], []
-        for _, meta, png in iter_samples(folder):
+        """The images of exactly the requested prompts x images per prompt (anything else in ``folder`` is an
+        error: every metric must see the image set its protocol names)."""
+        imgs, caps, metas, found = [], [], [], []
+        for i, meta, png in iter_samples(folder):
             imgs.append(np.asarray(Image.open(png).convert("RGB")))
             caps.append(meta["prompt"])
             metas.append(meta)
+            found.append((i, int(png.stem)))
+        ipp = self.s.images_per_prompt
+        if found != [(i, k) for i in range(len(self.prompts)) for k in range(ipp)]:
+            raise ValueError(f"{folder} holds {len(found)} images, not images 0..{ipp - 1} of prompts "
+                             f"0..{len(self.prompts) - 1} ({len(self.prompts) * ipp} images): remove the folder and "
+                             f"evaluate again")
         return np.stack(imgs), caps, metas
 
     def folder(self, steps: int) -> Path:
-        """Where the images and finished metrics of ``steps`` live: one folder per sampler, seed and images per
-        prompt, so another seed never reuses (or overwrites) the images of the first."""
+        """Where the images and finished metrics of ``steps`` live: one folder per sampler, seed, images per
+        prompt and prompt subset, so another seed or a smoke run never reuses (or overwrites) the images of the
+        first."""
         tag = self.model.sampler_tag(steps, self.cfg_scale)
-        return self.root / images_folder_name(tag, self.s.seed, self.s.images_per_prompt)
+        return self.root / images_folder_name(tag, self.s.seed, self.s.images_per_prompt, self.first_prompts)
 
     def evaluate_steps(self, steps: int, logger) -> dict:
         folder = self.folder(steps)
@@ -266,7 +280,7 @@ class Evaluator:
         lat = measure_latency(pipe, caps, warmup=self.s.latency_warmup, runs=self.s.latency_runs, batch=1,
                               threads=self.s.threads)
         thr = measure_throughput(pipe, caps, batch=self.s.throughput_batch, batches=self.s.throughput_batches,
-                                 warmup=min(self.s.latency_warmup, 3), threads=self.s.threads)
+                                 warmup=self.s.latency_warmup, threads=self.s.threads)
         return [lat, thr]
 
     def run(self) -> list[dict]:
@@ -286,6 +300,23 @@ class Evaluator:
                 rows.append({"steps": steps, "run_id": logger.run_id, **flat_values(results)})
         tracker.close()
         return rows
+
+
+def check_counts(s: EvalSettings) -> None:
+    """Counts that must be positive, and the timing counts of metrics protocol §6, checked before anything loads."""
+    from sprint_bench.eval.latency import MIN_BATCHES, MIN_RUNS, MIN_WARMUP
+
+    rules = [("images_per_prompt", s.images_per_prompt, 1), ("batch_size", s.batch_size, 1),
+             ("threads", s.threads, 1)]
+    if s.limit_prompts is not None:
+        rules.append(("limit_prompts", s.limit_prompts, 1))
+    if "latency" in s.metrics:
+        rules += [("latency_warmup", s.latency_warmup, MIN_WARMUP), ("latency_runs", s.latency_runs, MIN_RUNS),
+                  ("throughput_batch", s.throughput_batch, 1), ("throughput_batches", s.throughput_batches,
+                                                                 MIN_BATCHES)]
+    for name, value, low in rules:
+        if value is None or int(value) < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 def flat_values(results: dict) -> dict:

@@ -1,12 +1,13 @@
 """Latency and throughput of a text-to-image pipeline (metrics protocol §6).
 
 A pipeline is timed as three stages -- text encoding, denoising (all network evaluations) and decoding to uint8
-images -- plus the whole call (``e2e``, host overhead included). Latency is measured at batch 1 after an untimed
-warm-up, over >= 20 runs, and reported as median and p90 (mean/std too) in milliseconds; throughput is images per
-second over >= 20 timed batches with one synchronize at the end. On a GPU the stages are timed with CUDA events on the
-current stream (read after ``torch.cuda.synchronize()``); on a CPU with the monotonic ``time.perf_counter_ns`` under a
-fixed torch thread count (optionally pinned to the first ``threads`` cores), which is marked as not comparable with
-GPU timings. Every result carries the device, software and sampling facts it was measured under.
+images -- plus the whole call (``e2e``, host overhead included). Latency is measured at batch 1 after >= 10 untimed
+warm-up calls, over >= 50 timed calls, and reported as median and p90 (mean/std too) in milliseconds; throughput is
+images per second over >= 20 timed batches with one synchronize at the end. On a GPU the stages are timed with CUDA
+events on the current stream (read after ``torch.cuda.synchronize()``); on a CPU with the monotonic
+``time.perf_counter_ns`` under a fixed torch thread count (optionally pinned to the first ``threads`` cores), which
+is marked as not comparable with GPU timings. Every result carries the device, software and sampling facts it was
+measured under.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ import torch
 
 from sprint_bench.eval.metrics.base import MetricResult, Protocol
 
-MIN_RUNS = 20  # timed runs (latency) and timed batches (throughput), protocol §6.2 / §6.4
+MIN_WARMUP = 10  # untimed calls before any timing, protocol §6.2 (nothing here is torch.compile'd)
+MIN_RUNS = 50  # timed calls of a latency measurement, protocol §6.2
+MIN_BATCHES = 20  # timed batches of a throughput measurement, protocol §6.4
 STAGES = ("text", "denoise", "decode")
 CUDA_TIMER = "cuda-events (stages); e2e: perf_counter between synchronizes"
 CPU_TIMER = "perf_counter (not comparable with GPU timings)"
@@ -409,15 +412,15 @@ def _resolve(pipeline: Pipeline, device, dtype) -> tuple[torch.device, torch.dty
     return device, dtype if dtype is not None else pipeline.dtype
 
 
-def _check(captions, batch: int, warmup: int, n: int, what: str) -> None:
+def _check(captions, batch: int, warmup: int, n: int, what: str, minimum: int) -> None:
     if not captions:
         raise ValueError("captions must not be empty")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    if warmup < 1:
-        raise ValueError(f"warmup must be >= 1 untimed call, got {warmup}")
-    if n < MIN_RUNS:
-        raise ValueError(f"{what} must be >= {MIN_RUNS} (metrics protocol §6), got {n}")
+    if warmup < MIN_WARMUP:
+        raise ValueError(f"warmup must be >= {MIN_WARMUP} untimed calls (metrics protocol §6.2), got {warmup}")
+    if n < minimum:
+        raise ValueError(f"{what} must be >= {minimum} (metrics protocol §6), got {n}")
 
 
 class _Runner:
@@ -453,16 +456,16 @@ def _protocol(metric: str, pipeline: Pipeline, device: torch.device, dtype: torc
                     resolution=int(pipeline.resolution), resize="n/a (timing)", dtype=facts["dtype"], extra=facts)
 
 
-def measure_latency(pipeline: Pipeline, captions: Sequence[str], warmup: int = 10, runs: int = MIN_RUNS,
-                    batch: int = 1, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+def measure_latency(pipeline: Pipeline, captions: Sequence[str], warmup: int = MIN_WARMUP,
+                    runs: int = MIN_RUNS, batch: int = 1, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                     threads: int | None = None, pin_affinity: bool = True, seed: int = 0) -> TimingResult:
-    """Per-call latency: ``warmup`` untimed calls, then ``runs`` (>= 20) timed calls, each synchronized.
+    """Per-call latency: ``warmup`` untimed calls, then ``runs`` (>= 50) timed calls, each synchronized.
 
     Values (ms): ``latency_{text,denoise,decode,e2e}_ms_{median,p90,mean,std}`` (NFE and steps are protocol
     fields); raw samples per stage in ``result.samples``. ``e2e`` is the whole call (noise draw, the three stages and host overhead) on the host clock
     between two synchronizes. ``device``/``dtype`` default to the pipeline's; ``threads`` to the current torch count.
     """
-    _check(captions, batch, warmup, runs, "runs")
+    _check(captions, batch, warmup, runs, "runs", MIN_RUNS)
     device, dtype = _resolve(pipeline, device, dtype)
     timer = make_timer(device)
     run = _Runner(pipeline, device, dtype, timer, seed)
@@ -492,16 +495,16 @@ def measure_latency(pipeline: Pipeline, captions: Sequence[str], warmup: int = 1
     return TimingResult(key="latency", values=values, protocol=proto, samples=samples)
 
 
-def measure_throughput(pipeline: Pipeline, captions: Sequence[str], batch: int = 10, batches: int = MIN_RUNS,
-                       warmup: int = 10, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                       threads: int | None = None, pin_affinity: bool = True, seed: int = 0) -> TimingResult:
+def measure_throughput(pipeline: Pipeline, captions: Sequence[str], batch: int = 10, batches: int = MIN_BATCHES,
+                       warmup: int = MIN_WARMUP, device: torch.device | str | None = None,
+                       dtype: torch.dtype | None = None, threads: int | None = None, pin_affinity: bool = True, seed: int = 0) -> TimingResult:
     """Images/s over ``batches`` (>= 20) timed batches of ``batch`` after ``warmup`` untimed ones: wall time on the
     host clock between a synchronize before the first batch and one after the last (no synchronize in between).
 
     Values: ``throughput_images_per_s``, per-batch stage times ``throughput_{text,denoise,decode}_ms_*`` and
     ``throughput_batch_ms_mean`` (wall time / batches); raw per-batch stage samples in ``result.samples``.
     """
-    _check(captions, batch, warmup, batches, "batches")
+    _check(captions, batch, warmup, batches, "batches", MIN_BATCHES)
     device, dtype = _resolve(pipeline, device, dtype)
     timer = make_timer(device)
     run = _Runner(pipeline, device, dtype, timer, seed)

@@ -14,7 +14,7 @@ from torch import nn
 
 from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
-from sprint_bench.lit.teacher import lr_lambda
+from sprint_bench.lit.teacher import lr_lambda, step_seed
 from sprint_bench.losses.dmd import denoising_loss, dmd_loss
 from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate
 from sprint_bench.losses.ode import ode_loss
@@ -92,8 +92,7 @@ class DistillModule(L.LightningModule):
 
     def step_generator(self, k: int) -> torch.Generator:
         """Randomness of step k as a function of (seed, rank, k): resuming is exact."""
-        seed = (self.cfg.seed * 1_000_003 + self.global_rank) * 10_000_019 + k
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return torch.Generator(device=self.device).manual_seed(step_seed(self.cfg.seed, self.global_rank, k))
 
     def guidance(self, w: torch.Tensor) -> torch.Tensor | None:
         return w if self.cfg.distill.guidance_embed else None
@@ -107,7 +106,9 @@ class DistillModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------ losses
     def teacher_velocity(self, x_t, t, text, mask, w, cond=None) -> torch.Tensor:
-        """dx_t/dt of the converted teacher with CFG: one no-grad call on a 2B batch (method reference §5.2)."""
+        """dx_t/dt of the converted teacher with CFG: one no-grad call on a 2B batch (method reference §5.2). The
+        unconditional half gets the null caption with its own mask, as the teacher saw it in caption dropout (the
+        reference code reuses the conditional mask there, a quirk of its own, not followed)."""
         b = x_t.shape[0]
         null_t, null_m = self.text(torch.full((b,), self.null_id, device=self.device, dtype=torch.long))
         with torch.no_grad():

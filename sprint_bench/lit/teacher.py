@@ -29,6 +29,12 @@ def lr_lambda(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The torch seed of one training step on one rank; below 2**63 for every config seed (0..2**32 - 1), which
+    ``manual_seed`` requires (the mix alone passes it from seed ~1.8e6 on)."""
+    return ((seed * 1_000_003 + rank) * 10_000_019 + step) % (2**63 - 1)
+
+
 class TeacherModule(L.LightningModule):
     def __init__(self, cfg, captions: CaptionCache, model: torch.nn.Module | None = None):
         """``model``: the network to train (default: a fresh SANA transformer); only its parameters that require
@@ -51,8 +57,8 @@ class TeacherModule(L.LightningModule):
 
     def step_generator(self) -> torch.Generator:
         """Randomness of a training step as a function of (seed, rank, global step): resuming is exact."""
-        seed = (self.cfg.seed * 1_000_003 + self.global_rank) * 10_000_019 + self.global_step
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return torch.Generator(device=self.device).manual_seed(step_seed(self.cfg.seed, self.global_rank,
+                                                                         self.global_step))
 
     def training_step(self, batch, batch_idx):
         images, ids, *edges = batch

@@ -21,6 +21,19 @@ def _q(value) -> str:
     return str(value).replace("'", "")
 
 
+NO_GUIDANCE = "none (no guidance embedding)"
+
+
+def guidance_label(model, cfg_scale: float) -> float | str:
+    """The guidance scale a generator samples with: ``cfg_scale``, or NO_GUIDANCE for a student trained without the
+    guidance embedding (its sampler ignores the scale, so no scale may be logged for it)."""
+    guidance = getattr(model, "guidance", None)
+    return cfg_scale if guidance is None or guidance(cfg_scale) is not None else NO_GUIDANCE
+
+
+def _g(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
 class RunLogger:
     def __init__(self, client: MlflowClient, run_id: str, skipped: bool = False, finished_metrics: dict | None = None):
         self.client, self.run_id, self.skipped = client, run_id, skipped
@@ -89,13 +102,14 @@ class EvalTracker:
             self.client.update_run(run_id, "RUNNING")
         else:
             tags = {"mlflow.parentRunId": self.parent, KIND: "eval-child", MODEL_ID: self.model.model_id,
-                    "steps": str(steps), "cfg_scale": f"{cfg_scale:g}", "protocol_hash": protocol_hash,
+                    "steps": str(steps), "cfg_scale": _g(guidance_label(self.model, cfg_scale)),
+                    "protocol_hash": protocol_hash,
                     "model": self.model.name}
             run_id = self.client.create_run(self.exp_id, run_name=f"{self.model.name} {steps} steps",
                                             tags=tags).info.run_id
         logger = RunLogger(self.client, run_id)
         logger.params({**self._model_params(), "steps": steps, "nfe": self.model.nfe(steps, cfg_scale),
-                       "cfg_scale": cfg_scale, "seed": settings.seed, "images_per_prompt": settings.images_per_prompt,
+                       "cfg_scale": guidance_label(self.model, cfg_scale), "seed": settings.seed, "images_per_prompt": settings.images_per_prompt,
                        "metrics": ",".join(settings.metrics), "sampler": self.model.sampler_tag(steps, cfg_scale)})
         try:
             yield logger

@@ -12,6 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from sprint_bench.config import ConfigError, load_config
+from sprint_bench.eval.generators import load_generator
+from sprint_bench.tracking.eval_runs import NO_GUIDANCE, guidance_label
 
 REPO = Path(__file__).resolve().parents[2]
 YAMLS = sorted((REPO / "experiments" / "sprint").rglob("*.yaml"))
@@ -55,6 +57,8 @@ def test_every_experiment_yaml_smoke_runs(path, tmp_path_factory, teacher):
     assert m["kind"] == "scm_student" and m["global_step"] == 2 and m["k"] == 2 and m["skipped_steps"] == 0
     assert (export / "transformer").is_dir() and (export / "scheduler" / "scheduler_config.json").exists()
     assert m["guidance_embeds"] == cfg.distill.guidance_embed
+    # what its evaluations log as guidance: the scale only where the student's embedding uses it
+    assert guidance_label(load_generator(export), 3.0) == (3.0 if cfg.distill.guidance_embed else NO_GUIDANCE)
 
 
 def test_nan_guard_skips_and_counts(tmp_path, teacher):
@@ -450,7 +454,6 @@ def test_cli_distill_then_harness_and_schedule_search(tmp_path, teacher):
     import mlflow
 
     from sprint_bench.cli import main
-    from sprint_bench.eval.generators import load_generator
     from sprint_bench.eval.schedule_search import search_schedule
     from sprint_bench.lit.train_distill import run_dir
 
@@ -475,7 +478,7 @@ def test_cli_distill_then_harness_and_schedule_search(tmp_path, teacher):
 
     from sprint_bench.eval import bench_speedup  # `make bench-speedup` on this student and its micro teacher
 
-    res = bench_speedup.main([str(export), "--teacher", str(teacher), "--teacher-steps", "4", "--runs", "20",
+    res = bench_speedup.main([str(export), "--teacher", str(teacher), "--teacher-steps", "4", "--runs", "50",
                               "--rounds", "1", "--threads", "1"])
     assert len(res["speedup_vs_teacher"]) == 3 and all(v["e2e"] > 0 for v in res["speedup_vs_teacher"].values())
     assert res["speedup_vs_teacher"][next(k for k in res["speedup_vs_teacher"] if "1 step" in k)]["denoise"] > 1

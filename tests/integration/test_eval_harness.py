@@ -34,7 +34,7 @@ def tiny_models(tmp_path_factory):
 def settings(root: Path, tmp_path: Path, **kw) -> EvalSettings:
     base = dict(steps=[1, 2], metrics=["fd", "kid", "clip", "geneval", "latency"], images_per_prompt=1,
                 limit_prompts=24, batch_size=32, clip_scorer=str(root / "clip"), out_root=str(tmp_path / "eval"),
-                experiment="harness-test", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", latency_warmup=1,
+                experiment="harness-test", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                 throughput_batch=2, threads=1)
     base.update(kw)
     return EvalSettings(**base)
@@ -102,12 +102,27 @@ def test_geneval_images_use_the_official_layout(tiny_models, tmp_path):
     s = settings(tiny_models, tmp_path, steps=[1], metrics=["geneval"], images_per_prompt=2, limit_prompts=3)
     ev = Evaluator(tiny_models / "teacher", s)
     ev.run()
-    assert ev.folder(1) == Path(s.out_root) / ev.model.model_id / "euler1-cfg3-ipp2"
+    assert ev.folder(1) == Path(s.out_root) / ev.model.model_id / "euler1-cfg3-ipp2-first3"
     images = ev.folder(1) / "images"
     assert sorted(p.name for p in images.iterdir()) == ["00000", "00001", "00002"]
     for d in images.iterdir():
         assert (d / "metadata.jsonl").exists()
         assert sorted(p.name for p in (d / "samples").iterdir()) == ["0000.png", "0001.png"]
+
+
+def test_a_smoke_run_never_scores_another_runs_images(tiny_models, tmp_path):
+    """Fewer prompts than a finished evaluation: its own folder, and only the requested images are scored."""
+    s = settings(tiny_models, tmp_path, steps=[1], metrics=["geneval"], limit_prompts=3)
+    three = Evaluator(tiny_models / "teacher", s)
+    three.run()
+    two = Evaluator(tiny_models / "teacher", replace(s, limit_prompts=2))
+    assert two.folder(1) != three.folder(1)
+    (row,) = two.run()
+    assert row["geneval_overall"] >= 0
+    assert sorted(p.name for p in (two.folder(1) / "images").iterdir()) == ["00000", "00001"]
+    # a folder holding other images than the protocol names is refused, not scored
+    with pytest.raises(ValueError, match="holds 3 images"):
+        two.load_images(three.folder(1) / "images")
 
 
 @pytest.mark.parametrize("kw, exc, needle", [
@@ -118,6 +133,12 @@ def test_geneval_images_use_the_official_layout(tiny_models, tmp_path):
     (dict(metrics=["geneval"], seed=-1), ValueError, "must lie in"),
     # 24 prompts x 1 image from 2**31 - 2: the last seeds would be the ODE-pair banks' (from 2**31)
     (dict(metrics=["geneval"], seed=2**31 - 2), ValueError, "ODE-pair banks"),
+    (dict(metrics=["geneval"], limit_prompts=0), ValueError, "limit_prompts must be >= 1"),
+    (dict(metrics=["geneval"], images_per_prompt=0), ValueError, "images_per_prompt must be >= 1"),
+    # metrics protocol §6.2 / §6.4: >= 10 untimed calls, >= 50 timed calls, >= 20 timed batches
+    (dict(metrics=["latency"], latency_runs=20), ValueError, "latency_runs must be >= 50"),
+    (dict(metrics=["latency"], latency_warmup=3), ValueError, "latency_warmup must be >= 10"),
+    (dict(metrics=["latency"], throughput_batches=10), ValueError, "throughput_batches must be >= 20"),
 ])
 def test_bad_requests_fail_before_generation(tiny_models, tmp_path, monkeypatch, kw, exc, needle):
     monkeypatch.setattr(harness, "generate_geneval", lambda *a, **k: pytest.fail("generation started"))

@@ -45,8 +45,8 @@ def test_interleaved_run_reports_every_stage_and_the_ratios(tmp_path):
     from mlflow.tracking import MlflowClient
 
     out, uri = tmp_path / "rs.json", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    res = br.main(["--sizes", "tiny", "--device", "cpu", "--dtype", "fp32", "--resolution", "64", "--warmup", "1",
-                   "--runs", "20", "--rounds", "1", "--teacher-steps", "8", "--out", str(out), "--tracking-uri", uri,
+    res = br.main(["--sizes", "tiny", "--device", "cpu", "--dtype", "fp32", "--resolution", "64", "--warmup", "10",
+                   "--runs", "50", "--rounds", "1", "--teacher-steps", "8", "--out", str(out), "--tracking-uri", uri,
                    "--experiment", "rs"])
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
     r = res["results"][0]

@@ -107,6 +107,13 @@ def test_save_load_roundtrip_gives_identical_scores(world, tmp_path):
     np.testing.assert_array_equal(live.cosine(s.images, caps), loaded.cosine(s.images, caps))
     np.testing.assert_array_equal(ClipScorer.from_dir(tmp_path).score(s.images, caps), loaded.score(s.images, caps))
 
+    # retrained in place: the scorer's name (part of an evaluation's protocol hash) changes with its weights
+    other, _, _ = build_shapes_clip(world, seed=4, model_overrides=TINY)
+    save_shapes_clip(other, cfg, pp, tmp_path, {"config_name": CONFIG_NAME})
+    retrained = ClipScorer.from_dir(tmp_path).extractor
+    assert retrained != loaded.extractor
+    assert retrained.rpartition("sha256 ")[0] == loaded.extractor.rpartition("sha256 ")[0]
+
 
 def test_real_model_path_loads_local_weights_through_open_clip(trained, tmp_path, easy_world):
     """The ViT-L/14 path (named config + local weights file + open_clip's own transforms) on our tiny weights."""

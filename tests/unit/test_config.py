@@ -449,6 +449,14 @@ def test_ode_regression_checked_against_controlnet_and_batch(tmp_path):
     load_config(top, ["distill.ode_weight=0.5", "distill.ode_pairs=32"]).validate_distill()
 
 
+def test_misaligned_pairs_need_two_images_per_device(tmp_path):
+    top = write(tmp_path / "d.yaml", "distill:\n  loss: hybrid\n")
+    with pytest.raises(ConfigError, match="misaligned_pairs needs data.batch_size >= 2"):
+        load_config(top, ["data.batch_size=1"]).validate_distill()
+    load_config(top, ["data.batch_size=1", "distill.misaligned_pairs=false"]).validate_distill()
+    load_config(top, ["data.batch_size=1", "distill.loss=scm"]).validate_distill()  # no heads, no pairs
+
+
 def test_student_init_naming_an_experiment_yaml_becomes_its_run_export(tmp_path, monkeypatch):
     """distill.student_init: <yaml> resolves (relative to the file that set it) to that experiment's
     <output_dir>/<name>-<hash>/export, under the second stage's output_dir; same hash as the literal path."""

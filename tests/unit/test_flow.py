@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from sprint_bench.lit.teacher import lr_lambda
+from sprint_bench.lit.teacher import lr_lambda, step_seed
 from sprint_bench.losses.flow_matching import flow_matching_loss, interpolate
 from sprint_bench.param.time import sample_tau
 from sprint_bench.samplers.flow import cfg_velocity, euler_sample, flow_timesteps
@@ -59,3 +59,11 @@ def test_timesteps_and_lr_schedule():
     assert math.isclose(lr_lambda(55, 10, 100, "cosine", 0.1), 0.55)
     assert math.isclose(lr_lambda(100, 10, 100, "cosine", 0.1), 0.1)
     assert lr_lambda(70, 10, 100, "constant", 0.1) == 1.0
+
+
+def test_step_seeds_are_valid_torch_seeds_for_every_config_seed():
+    for seed in (0, 1, 1_845_000, 2**32 - 1):  # the plain mix passes 2**63 from seed ~1.8e6 on
+        for rank, step in ((0, 0), (7, 10**9)):
+            torch.Generator().manual_seed(step_seed(seed, rank, step))
+    assert step_seed(0, 0, 5) == 5 and step_seed(1, 0, 0) == 1_000_003 * 10_000_019  # small seeds: the mix itself
+    assert len({step_seed(s, r, k) for s in (0, 1) for r in (0, 1) for k in range(3)}) == 12

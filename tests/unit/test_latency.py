@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from sprint_bench.eval.latency import (CPU_TIMER, MIN_RUNS, Pipeline, TimingResult, device_info, measure_latency,
-                                       measure_throughput, teacher_pipeline)
+from sprint_bench.eval.latency import (CPU_TIMER, MIN_BATCHES, MIN_RUNS, Pipeline, TimingResult, device_info,
+                                       measure_latency, measure_throughput, teacher_pipeline)
 from sprint_bench.eval.metrics.base import MetricResult
 from sprint_bench.models.sana import FlowBackbone, build_sana
 from sprint_bench.models.text_encoder import TextEncoder
@@ -30,7 +30,7 @@ def parts():
 def test_latency_medians_and_protocol_fields(parts):
     pipe = teacher_pipeline(*parts, resolution=32, steps=2, cfg_scale=3.0)
     assert isinstance(pipe, Pipeline) and pipe.nfe == 4  # batched CFG: 2 evaluations per step
-    res = measure_latency(pipe, CAPTIONS, warmup=2, runs=MIN_RUNS, threads=1)
+    res = measure_latency(pipe, CAPTIONS, runs=MIN_RUNS, threads=1)
     assert isinstance(res, MetricResult) and isinstance(res, TimingResult) and res.key == "latency"
     v = res.values
     for stage in ("text", "denoise", "decode", "e2e"):
@@ -52,10 +52,12 @@ def test_latency_medians_and_protocol_fields(parts):
 def test_nfe_without_cfg_and_run_validation(parts):
     pipe = teacher_pipeline(*parts, resolution=32, steps=3, cfg_scale=1.0)
     assert pipe.nfe == 3 and pipe.steps == 3
-    with pytest.raises(ValueError, match=">= 20"):
-        measure_latency(pipe, CAPTIONS, warmup=1, runs=MIN_RUNS - 1)
-    with pytest.raises(ValueError, match="warmup"):
-        measure_latency(pipe, CAPTIONS, warmup=0, runs=MIN_RUNS)
+    with pytest.raises(ValueError, match=">= 50"):  # protocol §6.2: >= 10 untimed, then >= 50 timed calls
+        measure_latency(pipe, CAPTIONS, warmup=10, runs=49)
+    with pytest.raises(ValueError, match="warmup must be >= 10"):
+        measure_latency(pipe, CAPTIONS, warmup=9, runs=MIN_RUNS)
+    with pytest.raises(ValueError, match="batches must be >= 20"):  # §6.4: >= 20 timed batches
+        measure_throughput(pipe, CAPTIONS, batch=2, batches=19)
 
 
 def test_throughput_and_thread_count_restored(parts):
@@ -63,13 +65,13 @@ def test_throughput_and_thread_count_restored(parts):
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # a value different from the measurement's
     try:
-        res = measure_throughput(pipe, CAPTIONS, batch=4, batches=MIN_RUNS, warmup=1, threads=1)
+        res = measure_throughput(pipe, CAPTIONS, batch=4, batches=MIN_BATCHES, threads=1)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     assert res.key == "throughput" and res.values["throughput_images_per_s"] > 0
     assert res.protocol.metric == "throughput (images/s)" and res.protocol.extra["batch"] == 4
-    assert res.protocol.num_images == 4 * MIN_RUNS and res.protocol.extra["threads"] == 1
+    assert res.protocol.num_images == 4 * MIN_BATCHES and res.protocol.extra["threads"] == 1
     for stage in ("text", "denoise", "decode"):
         assert res.values[f"throughput_{stage}_ms_median"] > 0
 

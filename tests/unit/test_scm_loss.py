@@ -126,3 +126,72 @@ def test_teacher_cfg_velocity_by_hand():
     torch.testing.assert_close(v.flatten(), torch.tensor([1.0, 2.0]))
     torch.testing.assert_close(teacher_cfg_velocity(Fc, None, torch.tensor([4.0, 4.0])).flatten(),
                                torch.tensor([1.0, 1.0]))
+
+
+def test_distill_module_scm_part_matches_the_reference_equations_in_float64():
+    """``DistillModule.scm_part`` as wired (time proposal, noising, teacher CFG against the null caption, guidance
+    x 0.1, tangent with r = 1, normalisation c = 0.1, logvar weighting) against method reference §3 and §5 written
+    out here on the raw diffusers transformers, with the tangent as d/dh of f along the teacher's PF-ODE."""
+    from torch.func import jvp
+
+    from sprint_bench.config import load_config
+    from sprint_bench.lit.distill import DistillModule
+    from sprint_bench.models.text_encoder import CaptionCache
+    from tests.conftest import REPO
+
+    torch.manual_seed(0)
+    cfg = load_config(REPO / "experiments" / "micro.yaml", ["model.width=32", "model.depth=1", "model.heads=2",
+                                                            "model.cross_heads=2", "distill.logvar=true",
+                                                            "distill.loss=scm"])
+    n_tok = cfg.text.max_length
+    hidden, mask = torch.randn(4, n_tok, 384), torch.ones(4, n_tok, dtype=torch.long)
+    mask[:, 5:], mask[3, 2:] = 0, 0  # the null caption (id 3) with a mask of its own
+    m = DistillModule(cfg, CaptionCache(["a", "b", "c"], hidden, mask), build_sana(cfg.model, 3, 32))
+    with torch.no_grad():  # a student that differs from the teacher, with a live guidance embedding and logvar head
+        for p in m.student.transformer.time_embed.guidance_embedder.parameters():
+            p.normal_(0, 0.3)
+        m.student.logvar_head.weight.normal_(0, 0.3)
+        for p in m.student.transformer.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    m = m.double()
+    x0 = (SIGMA_DATA * (2 * torch.rand(3, 3, 32, 32) - 1)).double()
+    text, tmask = m.text(torch.tensor([0, 1, 2]))
+    w = torch.tensor([2.5, 3.0, 3.5], dtype=torch.float64)
+    loss, logs = m.scm_part(x0, text, tmask, w, m.step_generator(5), k=10**6)
+
+    sd, gen = SIGMA_DATA, m.step_generator(5)  # the same draws, in the same order
+    t = torch.atan(torch.exp(cfg.distill.p_mean + cfg.distill.p_std * torch.randn(3, generator=gen)) / sd).double()
+    z = sd * torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    c = lambda v: v.view(-1, 1, 1, 1)  # noqa: E731
+    x_t = torch.cos(c(t)) * x0 + torch.sin(c(t)) * z
+
+    def F_hat(transformer, x, tt, txt, msk, guid=None):  # Prop. 3.1: tau, lambda, x_FM and the output transform
+        tau = torch.sin(tt) / (torch.sin(tt) + torch.cos(tt))
+        lam_ = torch.sqrt(tau ** 2 + (1 - tau) ** 2)
+        x_fm = c(lam_) * x
+        kw = {} if guid is None else {"guidance": 0.1 * guid}
+        v = transformer(hidden_states=x_fm, encoder_hidden_states=txt, timestep=tau, encoder_attention_mask=msk,
+                        return_dict=False, **kw)[0]
+        return ((1 - 2 * c(tau)) * x_fm + (1 - 2 * c(tau) + 2 * c(tau) ** 2) * v) / c(lam_)
+
+    teacher, st = m.teacher.transformer, m.student.transformer
+    with torch.no_grad():
+        null_t, null_m = m.text(torch.full((3,), m.null_id))
+        F_c, F_u = F_hat(teacher, x_t / sd, t, text, tmask), F_hat(teacher, x_t / sd, t, null_t, null_m)
+        dxt_dt = sd * (F_u + c(w) * (F_c - F_u))
+
+        def f(h):  # the consistency function along the teacher's PF-ODE through (x_t, t)
+            x, tt = x_t + h * dxt_dt, t + h
+            return torch.cos(c(tt)) * x - torch.sin(c(tt)) * sd * F_hat(st, x / sd, tt, text, tmask, w)
+
+        one = torch.ones((), dtype=torch.float64)
+        _, df_dh = jvp(f, (torch.zeros((), dtype=torch.float64),), (one,))
+        g = torch.cos(c(t)) * df_dh  # r = 1: g = cos t df/dt
+        g_norm = g.flatten(1).norm(dim=1)
+        g = g / c(g_norm + 0.1)
+        tau = torch.sin(t) / (torch.sin(t) + torch.cos(t))
+        _, emb = st.time_embed(tau, guidance=0.1 * w, hidden_dtype=torch.float64)
+        logvar = c(m.student.logvar_head(emb))
+        ref = (g ** 2 / (sd * torch.tan(c(t))) / torch.exp(logvar) + logvar).mean()
+    assert math.isclose(logs["g_norm"].item(), g_norm.mean().item(), rel_tol=1e-6)
+    assert math.isclose(loss.item(), ref.item(), rel_tol=1e-6)

@@ -5,12 +5,27 @@ import math
 import pytest
 import torch
 
-from sprint_bench.param.trigflow import (SIGMA_DATA, T_MAX, fm_input, fm_velocity, lam, prior_weight, t_from_sigma,
-                                         t_from_tau, tau_from_t, trig_noise, trigflow_output, x0_from_F)
+from sprint_bench.param.trigflow import (SIGMA_DATA, T_MAX, fm_input, fm_velocity, lam, prior_weight,
+                                         sample_t_lognormal, t_from_sigma, t_from_tau, tau_from_t, trig_noise,
+                                         trigflow_output, x0_from_F)
 
 # method reference §3 table: t -> (tau, lambda, 1 - 2 tau)
 TABLE = [(1.4, 0.8529, 0.8655, -0.7058), (1.3, 0.7827, 0.8123, -0.5654), (1.1, 0.6627, 0.7436, -0.3254),
          (1.0, 0.6090, 0.7237, -0.2180), (0.6, 0.4062, 0.7194, 0.1876), (0.0, 0.0, 1.0, 1.0)]
+
+
+# method reference §5.1 table: (P_mean, P_std) -> t quantiles 5 % / 50 % / 95 % (rad)
+PROPOSALS = [((0.2, 1.6), (0.174, 1.182, 1.541)), ((0.0, 1.6), (0.143, 1.107, 1.535)),
+             ((-0.8, 1.6), (0.065, 0.732, 1.491)), ((-0.6, 1.0), (0.209, 0.832, 1.397))]
+
+
+@pytest.mark.parametrize("proposal, quantiles", PROPOSALS)
+def test_time_proposal_quantiles(proposal, quantiles):
+    """log(sigma_d tan t) ~ N(P_mean, P_std^2): the sampled t's quantiles are the reference table's."""
+    t = sample_t_lognormal(100_000, *proposal, generator=torch.Generator().manual_seed(0)).double()
+    got = torch.quantile(t, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
+    assert torch.allclose(got, torch.tensor(quantiles, dtype=torch.float64), atol=4e-3)
+    assert 0 < t.min() and t.max() < math.pi / 2
 
 
 @pytest.mark.parametrize("t, tau, lam_, one_m_2tau", TABLE)

@@ -33,6 +33,14 @@ SCALE = 100.0
 CLAMP_RULE = "per-sample max(cos, 0), then mean over pairs"
 
 
+def weights_id(path: Path) -> str:
+    """A sha256 prefix of a weights file: the scorer's name changes when it is retrained in place, so no finished
+    evaluation's CLIP score is reused for other weights."""
+    from sprint_bench.eval.metrics.extractors import _HASH_CHARS, sha256_file
+
+    return sha256_file(path)[:_HASH_CHARS]
+
+
 class ClipScorer:
     """An open_clip model + tokenizer + image preprocessing, producing per-pair cosines and CLIP scores.
 
@@ -84,7 +92,7 @@ class ClipScorer:
             info["retrieval_top1"] = acc
         return cls(model, tokenizer, key="clip_score_shapes", display_name="CLIP score (shapes-CLIP)",
                    extractor=f"shapes-CLIP (open_clip config {meta.get('config_name', 'shapes-clip')}, "
-                             f"trained by sprint_bench, {weights})",
+                             f"trained by sprint_bench, {weights}, sha256 {weights_id(weights)})",
                    image_size=size, mean=pp.get("mean", open_clip.OPENAI_DATASET_MEAN),
                    std=pp.get("std", open_clip.OPENAI_DATASET_STD),
                    context_length=int(config["model_cfg"]["text_cfg"]["context_length"]),
@@ -121,7 +129,8 @@ class ClipScorer:
                 f"mean={tuple(pp['mean'])}, std={tuple(pp['std'])}")
         return cls(model, tokenizer, key=f"clip_score_{slug}",
                    display_name=f"CLIP score ({model_name}, {weights.name})",
-                   extractor=f"open_clip {model_name}, weights {weights.resolve()}", image_size=size,
+                   extractor=f"open_clip {model_name}, weights {weights.resolve()}, sha256 {weights_id(weights)}",
+                   image_size=size,
                    mean=pp["mean"], std=pp["std"], context_length=int(tokenizer.context_length),
                    pil_transform=preprocess, preprocess_desc=desc, device=device, batch_size=batch_size,
                    info={"weights": str(weights.resolve()), "quick_gelu": quick_gelu})

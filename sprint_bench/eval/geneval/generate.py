@@ -18,12 +18,15 @@ from sprint_bench.eval.geneval.layout import sample_path, write_prompt_folder
 SampleFn = Callable[[list[str], list[int]], np.ndarray]
 
 
-def images_folder_name(sampler_tag: str, seed: int = 0, images_per_prompt: int = 4) -> str:
+def images_folder_name(sampler_tag: str, seed: int = 0, images_per_prompt: int = 4,
+                       first_prompts: int | None = None) -> str:
     """The folder name of one sampler's GenEval images: the image seeds depend on ``seed`` and
-    ``images_per_prompt``, so any but the defaults (0, 4) are named in it."""
+    ``images_per_prompt``, so any but the defaults (0, 4) are named in it; a smoke run on the first N prompts only
+    (``first_prompts``) gets its own folder, so that its metrics never read (or replace) the full set's."""
     seed_part = f"-seed{seed}" if seed != 0 else ""
     ipp_part = f"-ipp{images_per_prompt}" if images_per_prompt != 4 else ""
-    return sampler_tag + seed_part + ipp_part
+    first_part = f"-first{first_prompts}" if first_prompts is not None else ""
+    return sampler_tag + seed_part + ipp_part + first_part
 
 
 def image_seed(seed: int, i: int, images_per_prompt: int, k: int) -> int:

@@ -150,10 +150,14 @@ class ShapesDetector:
         return out
 
     def segment(self, image: np.ndarray) -> list[ObjectFeatures]:
-        """Segment an HxWx3 image into objects and measure them."""
+        """Segment an HxWx3 uint8 image at the world's resolution into objects and measure them (its thresholds are
+        in 0..255 colour units and its sizes relative to that resolution, so anything else is refused)."""
         img = np.asarray(image)
-        if img.ndim != 3 or img.shape[2] < 3:
-            raise ValueError(f"expected an HxWx3 image, got shape {img.shape}")
+        r = self.resolution
+        if img.ndim != 3 or img.shape[:2] != (r, r) or img.shape[2] < 3:
+            raise ValueError(f"expected a {r}x{r}x3 image (the world's resolution), got shape {img.shape}")
+        if img.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 image (0..255), got dtype {img.dtype}")
         diff = img[..., :3].astype(np.float64) - self.background
         dist2 = np.einsum("hwc,hwc->hw", diff, diff)
         fg = dist2 > self.fg_threshold ** 2
