@@ -128,6 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.verb == "distill":
         return _distill(cfg, args)
+    try:
+        return _other_verbs(cfg, args)
+    except (ConfigError, FileNotFoundError) as e:  # raised by the checks before any training or writing
+        print(f"{args.verb} error: {e}", file=sys.stderr)
+        return 2
+
+
+def _other_verbs(cfg, args) -> int:
+    from sprint_bench.config import ConfigError
+
     if args.verb == "train-teacher":
         from sprint_bench.lit.train_teacher import train_teacher
 
@@ -136,11 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         from sprint_bench.lit.train_controlnet import load_base, train_controlnet_teacher
         from sprint_bench.models.release import RELEASED_CONTROLNET_TEACHER, promote_teacher
 
-        try:
-            load_base(cfg)
-        except ConfigError as e:
-            print(f"train-controlnet error: {e}", file=sys.stderr)
-            return 2
+        load_base(cfg)
         export = train_controlnet_teacher(cfg)
         print(promote_teacher(export, RELEASED_CONTROLNET_TEACHER) if args.release else export)
     elif args.verb == "eval-teacher":
@@ -158,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print(promote_teacher(run_dir(cfg) / "export"))
     elif args.verb == "make-prompts":
+        from sprint_bench.config.schema import WorldConfig
         from sprint_bench.data.shapes.prompts import PROMPTS_FILE, geneval_shapes_prompts, write_prompts
 
+        if cfg.world != WorldConfig():
+            raise ConfigError(f"make-prompts writes the package's prompt file ({PROMPTS_FILE}), which is the default "
+                              f"world's; this config's world differs from it", key="world")
         write_prompts(geneval_shapes_prompts(cfg.world), PROMPTS_FILE)
         print(PROMPTS_FILE)
     return 0
@@ -186,25 +196,33 @@ def _distill(cfg, args) -> int:
     """Check everything cheap first (teacher, metrics, CLIP scorer), then train, export and evaluate."""
     from sprint_bench.config import ConfigError
     from sprint_bench.eval.harness import EvalSettings, Evaluator, parse_metrics
-    from sprint_bench.lit.train_distill import load_matching_teacher, train_distill
+    from sprint_bench.eval.harness import check_counts
+    from sprint_bench.lit.fit import finished_export
+    from sprint_bench.lit.train_distill import load_matching_teacher, run_dir, teacher_id, train_distill
 
     try:
-        load_matching_teacher(cfg)
+        *_, teacher_meta = load_matching_teacher(cfg)
+        finished_export(run_dir(cfg), "student", teacher_id(teacher_meta))  # another kind of run, or teacher
         settings = None
-        if not args.no_eval:
+        if not args.no_eval:  # the protocol's image seeds (0), whatever the training seed
             settings = EvalSettings(steps=list(cfg.distill.eval_steps), metrics=parse_metrics(args.metrics),
-                                    seed=cfg.seed, images_per_prompt=cfg.sample.images_per_prompt,
+                                    images_per_prompt=cfg.sample.images_per_prompt,
                                     batch_size=cfg.sample.batch_size, clip_scorer=args.clip_scorer,
                                     out_root=args.eval_out, experiment=cfg.tracking.experiment,
                                     tracking_uri=cfg.tracking.tracking_uri, threads=cfg.train.threads,
                                     limit_prompts=args.limit_prompts)
+            check_counts(settings)
             if "clip" in settings.metrics and not (Path(args.clip_scorer) / "meta.json").exists():
                 raise FileNotFoundError(f"CLIP scorer not found at {args.clip_scorer}; train it with "
                                         f"`make clip-scorer`, pass --clip-scorer DIR or leave clip out of --metrics")
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"distill error: {e}", file=sys.stderr)
         return 2
-    export = train_distill(cfg)
+    try:
+        export = train_distill(cfg)
+    except ConfigError as e:  # a second stage whose first stage is not trained yet, ...
+        print(f"distill error: {e}", file=sys.stderr)
+        return 2
     print(export)
     if settings is not None:
         print(json.dumps(Evaluator(export, settings).run(), indent=2))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -239,6 +240,9 @@ class SampleConfig:
     batch_size: int = _field(64, "sampling batch size", min=1)
 
 
+TRACKING_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks"}
+
+
 @dataclass
 class TrackingConfig:
     """Experiment tracking (does not affect results; excluded from the config hash)."""
@@ -246,6 +250,13 @@ class TrackingConfig:
     tracking_uri: Optional[str] = _field(None, "MLflow tracking URI (null: the project's sqlite mlflow.db)")
     experiment: str = _field("sprint_bench", "MLflow experiment name")
     run_name: Optional[str] = _field(None, "MLflow run name (null: chosen automatically)")
+
+    def validate(self) -> None:
+        uri = self.tracking_uri
+        if uri is not None and uri.split(":", 1)[0] not in TRACKING_SCHEMES:
+            raise ConfigError(f"invalid value for 'tracking.tracking_uri': {uri!r} is not an MLflow store URI; use "
+                              f"sqlite:///<path>.db (MLflow's file store is deprecated), http(s)://<server> or "
+                              f"another of {', '.join(sorted(TRACKING_SCHEMES))}", key="tracking.tracking_uri")
 
 
 @dataclass
@@ -411,7 +422,11 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Cross-field checks; raises ConfigError naming the keys involved."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ConfigError(f"name={self.name!r} must be letters, digits, '_', '.' and '-' (it names the run folder "
+                              f"under output_dir)", key="name")
         self.world.validate()
+        self.tracking.validate()
         self.model.validate()
         self.distill.validate()
         if self.control.enabled and self.control.num_blocks > self.model.depth:

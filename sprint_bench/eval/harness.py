@@ -151,11 +151,12 @@ class Evaluator:
     # ------------------------------------------------------------------ one (model, steps)
     def protocol_hash(self, steps: int) -> str:
         facts = {"model": self.model.model_id, "steps": steps, "cfg": guidance_label(self.model, self.cfg_scale),
-                 "seed": self.s.seed,
+                 "sampler": self.model.sampler_tag(steps, self.cfg_scale), "seed": self.s.seed,
                  "ipp": self.s.images_per_prompt, "prompts": len(self.prompts), "metrics": sorted(self.s.metrics),
                  "extractors": {k: e.id for k, e in self.extractors.items()},
-                 "clip": getattr(self.clip, "extractor", None), "latency": [self.s.latency_warmup, self.s.latency_runs,
-                                                                              self.s.throughput_batch]}
+                 "clip": getattr(self.clip, "extractor", None),
+                 "latency": [self.s.latency_warmup, self.s.latency_runs, self.s.throughput_batch,
+                             self.s.throughput_batches, self.s.threads]}
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
 
     def load_images(self, folder: Path) -> tuple[np.ndarray, list[str], list[dict]]:

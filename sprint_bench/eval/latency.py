@@ -457,8 +457,9 @@ def _protocol(metric: str, pipeline: Pipeline, device: torch.device, dtype: torc
 
 
 def measure_latency(pipeline: Pipeline, captions: Sequence[str], warmup: int = MIN_WARMUP,
-                    runs: int = MIN_RUNS, batch: int = 1, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                    threads: int | None = None, pin_affinity: bool = True, seed: int = 0) -> TimingResult:
+                    runs: int = MIN_RUNS, batch: int = 1, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None, threads: int | None = None, pin_affinity: bool = True,
+                    seed: int = 0) -> TimingResult:
     """Per-call latency: ``warmup`` untimed calls, then ``runs`` (>= 50) timed calls, each synchronized.
 
     Values (ms): ``latency_{text,denoise,decode,e2e}_ms_{median,p90,mean,std}`` (NFE and steps are protocol
@@ -497,7 +498,8 @@ def measure_latency(pipeline: Pipeline, captions: Sequence[str], warmup: int = M
 
 def measure_throughput(pipeline: Pipeline, captions: Sequence[str], batch: int = 10, batches: int = MIN_BATCHES,
                        warmup: int = MIN_WARMUP, device: torch.device | str | None = None,
-                       dtype: torch.dtype | None = None, threads: int | None = None, pin_affinity: bool = True, seed: int = 0) -> TimingResult:
+                       dtype: torch.dtype | None = None, threads: int | None = None, pin_affinity: bool = True,
+                       seed: int = 0) -> TimingResult:
     """Images/s over ``batches`` (>= 20) timed batches of ``batch`` after ``warmup`` untimed ones: wall time on the
     host clock between a synchronize before the first batch and one after the last (no synchronize in between).
 

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
-from sprint_bench.config import to_dict
+from sprint_bench.config import ConfigError, to_dict
 from sprint_bench.lit.callbacks import SampleGrid, StepProgress
 from sprint_bench.tracking.mlflow_store import make_logger
 
@@ -30,8 +30,34 @@ def resume_checkpoint(ckpt_dir: Path) -> Path | None:
     return None
 
 
-def finished_export(out: Path) -> Path | None:
-    """``out/export`` when the run in ``out`` finished (DONE marker and a complete export), else None."""
+EXPORT_KINDS = {"teacher": "flow_matching_teacher", "student": "scm_student",
+                "controlnet-teacher": "controlnet_teacher"}
+
+
+def run_facts(out: Path) -> dict:
+    """What run folder ``out`` holds: {"kind", "source"} from its run.json (written when training starts), or for
+    folders from before run.json the kind of its export; {} for a new folder."""
+    if (out / "run.json").exists():
+        return json.loads((out / "run.json").read_text())
+    meta_file = out / "export" / "sprint_bench.json"
+    if meta_file.exists():
+        kind = json.loads(meta_file.read_text()).get("kind")
+        return {"kind": {v: k for k, v in EXPORT_KINDS.items()}.get(kind, kind)}
+    return {}
+
+
+def finished_export(out: Path, kind: str, source: str | None = None) -> Path | None:
+    """``out/export`` when the run in ``out`` finished (DONE marker and a complete export), else None. Raises
+    ConfigError when ``out`` holds another kind of run (a teacher config given to `distill`, a student config to
+    `train-teacher`: the two hash alike) or a run trained from another ``source`` (the teacher a student distils,
+    the base of a ControlNet teacher, as ``<config hash>-step<N>``): skipping to it or resuming it would mix them."""
+    facts = run_facts(out)
+    if facts.get("kind") not in (None, kind):
+        raise ConfigError(f"{out} holds a {facts['kind']} run, not a {kind} run: this config is for another verb "
+                          f"(train-teacher, train-controlnet or distill)")
+    if source is not None and facts.get("source") not in (None, source):
+        raise ConfigError(f"{out} was trained from {facts['source']}, but the config's teacher is now {source}: "
+                          f"move {out} away (its MLflow run stays) to train from the new one")
     export = out / "export"
     return export if (out / "DONE").exists() and (export / "sprint_bench.json").exists() else None
 
@@ -59,6 +85,9 @@ def fit_resumable(cfg, module: L.LightningModule, dm, out: Path, tags: dict, gri
     (trainer, logger). Raises if training stopped early."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    if not (out / "run.json").exists():  # what finished_export checks before a later skip or resume
+        facts = {"kind": tags["kind"], "source": tags.get("teacher") or tags.get("base")}
+        (out / "run.json").write_text(json.dumps(facts) + "\n")
     run_id_file = out / "mlflow_run_id"
     run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
     logger = make_logger(cfg.tracking, run_name=cfg.tracking.run_name or cfg.name, run_id=run_id, tags=tags)

@@ -45,7 +45,8 @@ def train_controlnet_teacher(cfg) -> Path:
     torch.set_num_threads(cfg.train.threads)
     out = run_dir(cfg)
     export = out / "export"
-    if finished_export(out):
+    base_id = f"{base_meta['config_hash']}-step{base_meta['global_step']}"
+    if finished_export(out, "controlnet-teacher", base_id):
         log.info("ControlNet teacher already trained: %s", export)
         return export
     dm = seeded_data(cfg)
@@ -54,7 +55,7 @@ def train_controlnet_teacher(cfg) -> Path:
     module = TeacherModule(cfg, dm.captions, model)
     module.grid_cond = grid_condition(cfg, dm)
     tags = {"kind": "controlnet-teacher", "config_hash": config_hash(cfg), "config_file": cfg.source,
-            "base": f"{base_meta['config_hash']}-step{base_meta['global_step']}"}
+            "base": base_id}
     trainer, logger = fit_resumable(cfg, module, dm, out, tags, grid_prompt_ids(cfg, dm), cfg.sample.steps)
     export_controlnet_teacher(module.sampling_model(), cfg, export, trainer.global_step)
     mark_finished(out, logger, "controlnet-teacher", trainer.global_step)

@@ -121,7 +121,7 @@ def train_distill(cfg, extra_callbacks=()) -> Path:
     teacher_path, teacher, teacher_controlnet, teacher_meta = load_matching_teacher(cfg)
     out = run_dir(cfg)
     export = out / "export"
-    if finished_export(out):
+    if finished_export(out, "student", teacher_id(teacher_meta)):
         log.info("student already trained: %s", export)
         return export
     dm, module = build_distill_module(cfg, teacher_path, teacher, teacher_controlnet, teacher_meta)

@@ -54,7 +54,7 @@ def train_teacher(cfg) -> Path:
     torch.set_num_threads(cfg.train.threads)
     out = run_dir(cfg)
     export = out / "export"
-    if finished_export(out):
+    if finished_export(out, "teacher"):
         log.info("teacher already trained: %s", export)
         return export
     dm = seeded_data(cfg)

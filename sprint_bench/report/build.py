@@ -43,9 +43,11 @@ def _code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint(rows: list[Row]) -> str:
-    """What a report is built from: the results (run ids, metrics, caveats) and the report code itself."""
-    blob = json.dumps([_code_hash(), sorted((r.run_id, sorted(r.metrics.items()), r.caveat) for r in rows)])
+def fingerprint(rows: list[Row], *settings) -> str:
+    """What a report is built from: the results (run ids, metrics, caveats), the report code itself and the
+    build's ``settings`` (experiment, suite, smoke)."""
+    blob = json.dumps([_code_hash(), sorted((r.run_id, sorted(r.metrics.items()), r.caveat) for r in rows),
+                       list(settings)])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -148,31 +150,42 @@ def download_grids(client: MlflowClient, rows: list[Row], out: Path) -> dict[str
     grids = {}
     out.mkdir(parents=True, exist_ok=True)
     for r in rows:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{r.model}-{r.steps}steps") + ".png"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{r.model}-{r.steps}steps-{r.variant}".rstrip("-")) + ".png"
         try:
             local = client.download_artifacts(r.run_id, "samples/grid.png", str(out / ".dl"))
         except Exception:  # noqa: BLE001 - a row without a grid is reported as such
             continue
         shutil.move(local, out / name)
-        grids[f"{r.model}|{r.steps}"] = out / name
+        grids[f"{r.model}|{r.steps}|{r.variant}"] = out / name
     shutil.rmtree(out / ".dl", ignore_errors=True)
     return grids
 
 
 def protocol_lines(rows: list[Row]) -> list[str]:
-    """What each metric measured, from the protocol params logged with it; for timings also the device(s)."""
-    lines, seen = [], set()
+    """What each metric measured, from the protocol params logged with it, one line per distinct protocol (with the
+    rows it holds for when the rows differ: a smoke run's image count, another dtype); for timings also the
+    device(s)."""
+    metrics: dict[str, str] = {}  # display name -> params key, in order of appearance
     for r in rows:
         for k, v in sorted(r.params.items()):
-            if k.endswith(".metric") and v not in seen:
-                base = k[: -len(".metric")]
-                seen.add(v)
-                fields = ("num_images", "dtype") if base in TIMED else \
-                    ("extractor", "num_images", "resolution", "dtype")  # timed pipelines differ per row
-                parts = [f"{f}: {r.params[f'{base}.{f}']}" for f in fields if f"{base}.{f}" in r.params]
-                if base in TIMED:
-                    parts.append(timing_devices(rows, base))
-                lines.append(f"- **{v}** — " + "; ".join(parts))
+            if k.endswith(".metric"):
+                metrics.setdefault(v, k[: -len(".metric")])
+    lines = []
+    for name, base in metrics.items():
+        fields = ("num_images", "dtype") if base in TIMED else \
+            ("extractor", "num_images", "resolution", "dtype")  # timed pipelines differ per row
+        groups: dict[tuple, list[Row]] = {}
+        for r in rows:
+            if r.params.get(f"{base}.metric") == name:
+                groups.setdefault(tuple(r.params.get(f"{base}.{f}") for f in fields), []).append(r)
+        for values, group in groups.items():
+            parts = [f"{f}: {v}" for f, v in zip(fields, values) if v is not None]
+            if base in TIMED:
+                parts.append(timing_devices(group, base))
+            if len(groups) > 1:
+                shown = ", ".join(f"{tables.label(r)} {plural(r.steps, 'step')}" for r in group[:4])
+                parts.append(f"{plural(len(group), 'row')}: {shown}" + (", …" if len(group) > 4 else ""))
+            lines.append(f"- **{name}** — " + "; ".join(parts))
     return lines
 
 
@@ -190,7 +203,7 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
     rows = collect(experiment, tracking_uri)
     if not rows:
         raise ValueError(f"no finished evaluation runs in MLflow experiment {experiment!r}")
-    fp = fingerprint(rows)
+    fp = fingerprint(rows, experiment, suite, smoke)
     state = out / "report.json"
     if not force and state.exists() and json.loads(state.read_text()).get("fingerprint") == fp and \
             (out / "report.html").exists():
@@ -242,7 +255,7 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, suite:
                   ("h2", "For reference: the paper's published numbers"), ("p", paper.SOURCE),
                   ("table", p2), ("table", p3), ("table", pa), ("h2", "Sample grids (same prompts and seeds)")]
         for r in rows:
-            g = grids.get(f"{r.model}|{r.steps}")
+            g = grids.get(f"{r.model}|{r.steps}|{r.variant}")
             if g is not None:
                 parts += [("h3", f"{tables.label(r)}, {r.steps} step(s)"), ("img", _img(g, embed, out))]
         return parts

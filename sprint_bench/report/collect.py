@@ -3,6 +3,7 @@ metrics, joined to the training run of the same config for students (so ablation
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -23,6 +24,7 @@ class Row:
     metrics: dict
     training: dict = field(default_factory=dict)  # params of the student's training run (empty for the teacher)
     caveat: str = ""  # tag ``caveat`` of the student's training run: a known flaw of its numbers, shown with them
+    variant: str = ""  # what tells this row from another of the same model name and steps (set by collect)
 
     @property
     def is_teacher(self) -> bool:
@@ -67,13 +69,17 @@ def _preference(run) -> tuple:
 def collect(experiment: str, tracking_uri: str) -> list[Row]:
     """Every finished evaluation child run of ``experiment``: per (model id, steps, sampler) the one
     :func:`_preference` ranks first."""
+    store = Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+    if store is not None and not store.is_file():  # a report only reads: it never creates an empty store
+        raise ValueError(f"no MLflow store at {store}: run from the repository root, or pass --tracking-uri (or set "
+                         f"MLFLOW_TRACKING_URI) to the store the runs were logged to")
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
     trained = {}
-    for r in _all_runs(client, exp.experiment_id, "tags.kind = 'student'"):
-        trained[r.data.tags.get("config_hash")] = (r.data.params, r.data.tags.get(CAVEAT, ""))
+    for r in _all_runs(client, exp.experiment_id, "tags.kind = 'student'"):  # newest first: the newest one counts
+        trained.setdefault(r.data.tags.get("config_hash"), (r.data.params, r.data.tags.get(CAVEAT, "")))
     shown: dict[tuple, object] = {}
     for r in _all_runs(client, exp.experiment_id, f"tags.`{KIND}` = 'eval-child' and attributes.status = 'FINISHED'"):
         p = r.data.params
@@ -87,4 +93,25 @@ def collect(experiment: str, tracking_uri: str) -> list[Row]:
                         method=r.data.params.get("method", ""), steps=int(r.data.params["steps"]),
                         nfe=int(r.data.params["nfe"]), params=dict(r.data.params), metrics=dict(r.data.metrics),
                         training=training, caveat=caveat))
-    return sorted(rows, key=lambda r: (not r.is_teacher, r.model, r.steps))
+    mark_variants(rows)
+    return sorted(rows, key=lambda r: (not r.is_teacher, r.model, r.steps, r.variant))
+
+
+VARIANT_FACTS = (("model_id", "{}"), ("cfg_scale", "w {}"), ("sampler", "{}"))
+
+
+def mark_variants(rows: list[Row]) -> None:
+    """Rows that would share a name and step count in the tables (two teachers, one student evaluated at two
+    guidance scales) get as ``variant`` the facts that differ between them, so that no two rows, sample grids or
+    Pareto curves are taken for one."""
+    from sprint_bench.report.tables import label
+
+    groups: dict[tuple, list[Row]] = {}
+    for r in rows:
+        groups.setdefault((label(r), r.steps), []).append(r)
+    for group in (g for g in groups.values() if len(g) > 1):
+        for key, fmt in VARIANT_FACTS:
+            if len({r.params.get(key) for r in group}) > 1:
+                for r in group:
+                    r.variant = fmt.format(r.params.get(key))
+                break

@@ -44,9 +44,10 @@ DMD_KEYS = ("dmd_p_mean", "dmd_p_std", "fake_lr")
 
 def label(row: Row) -> str:
     """A row's name in every table; a dagger marks a run with a caveat (listed under the tables)."""
+    variant = f" [{row.variant}]" if row.variant else ""
     if row.is_teacher:
-        return f"Flow teacher (Euler, CFG {float(row.params.get('cfg_scale', 0)):g})"
-    return f"{row.method} ({row.model})" + (" †" if row.caveat else "")
+        return f"Flow teacher (Euler, CFG {float(row.params.get('cfg_scale', 0)):g}){variant}"
+    return f"{row.method} ({row.model}){variant}" + (" †" if row.caveat else "")
 
 
 def caveat_lines(rows: list[Row]) -> list[str]:

@@ -109,7 +109,8 @@ class EvalTracker:
                                             tags=tags).info.run_id
         logger = RunLogger(self.client, run_id)
         logger.params({**self._model_params(), "steps": steps, "nfe": self.model.nfe(steps, cfg_scale),
-                       "cfg_scale": guidance_label(self.model, cfg_scale), "seed": settings.seed, "images_per_prompt": settings.images_per_prompt,
+                       "cfg_scale": guidance_label(self.model, cfg_scale), "seed": settings.seed,
+                       "images_per_prompt": settings.images_per_prompt,
                        "metrics": ",".join(settings.metrics), "sampler": self.model.sampler_tag(steps, cfg_scale)})
         try:
             yield logger

@@ -34,6 +34,9 @@ def ensure_experiment(name: str, uri: str) -> str:
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        raise ValueError(f"MLflow experiment {name!r} is deleted in {uri}: restore it (`mlflow experiments restore "
+                         f"--experiment-id {exp.experiment_id}`) or choose another tracking.experiment")
     if exp is not None:
         return exp.experiment_id
     return client.create_experiment(name, artifact_location=artifact_location(uri, name))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sprint_bench.config import ConfigError, ExperimentConfig, config_hash, load_config, to_dict
+from sprint_bench.config import ConfigError, ExperimentConfig, config_hash, load_config, run_name, to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
@@ -217,10 +217,10 @@ def test_ints_accepted_for_floats_and_normalised(tmp_path):
 def test_tuple_and_optional_fields(tmp_path):
     cfg = load_config(write(tmp_path / "t.yaml", """
         world: {size_range: [0.2, 0.4]}
-        tracking: {tracking_uri: "file:///tmp/mlruns", run_name: r1}
+        tracking: {tracking_uri: "sqlite:////tmp/elsewhere/mlflow.db", run_name: r1}
     """))
     assert cfg.world.size_range == (0.2, 0.4)
-    assert cfg.tracking.tracking_uri == "file:///tmp/mlruns" and cfg.tracking.run_name == "r1"
+    assert cfg.tracking.tracking_uri == "sqlite:////tmp/elsewhere/mlflow.db" and cfg.tracking.run_name == "r1"
 
 
 # --------------------------------------------------------------------------- ranges and choices
@@ -237,6 +237,8 @@ def test_tuple_and_optional_fields(tmp_path):
     ("train: {lr: 0}\n", "train.lr", "(0.0, 1.0]"),
     ("train: {precision: bf16}\n", "train.precision", "bf16-mixed"),
     ("seed: -1\n", "seed", "[0,"),
+    ("tracking: {tracking_uri: mlruns}\n", "tracking.tracking_uri", "sqlite:///"),
+    ("tracking: {tracking_uri: 'file:///tmp/mlruns'}\n", "tracking.tracking_uri", "file store is deprecated"),
 ])
 def test_bad_value_names_key_range_and_file(tmp_path, text, key, fragment):
     top = write(tmp_path / "ranged.yaml", text)
@@ -506,3 +508,21 @@ def test_distribution_matching_checked(tmp_path):
             load_config(top, [bad])
     cfg = load_config(top, ["distill.loss=ladd", "distill.dmd_weight=0.5", "distill.fake_lr=1e-5"])
     assert (cfg.distill.dmd_weight, cfg.distill.fake_lr) == (0.5, 1e-5)
+
+
+def test_training_order_puts_every_first_stage_before_its_second():
+    """`make ablation-axes` trains in this order: alphabetically ode-huber-20step-12k.yaml ('-' < '.') would come
+    before ode-huber-20step.yaml, the stage it starts from."""
+    from sprint_bench.config.order import training_order
+
+    paths = sorted(str(p) for p in (REPO / "experiments" / "sprint" / "ablations").glob("*.yaml"))
+    order = training_order(paths)
+    assert sorted(order) == paths
+    pos = {p: i for i, p in enumerate(order)}
+    assert order.index(str(REPO / "experiments/sprint/ablations/ode-huber-20step.yaml")) < \
+        order.index(str(REPO / "experiments/sprint/ablations/ode-huber-20step-12k.yaml"))
+    cfgs = {p: load_config(p) for p in order}
+    yaml_of_run = {run_name(c): p for p, c in cfgs.items()}
+    seconds = [(p, yaml_of_run[Path(c.distill.student_init).parent.name]) for p, c in cfgs.items()
+               if c.distill.student_init and Path(c.distill.student_init).parent.name in yaml_of_run]
+    assert len(seconds) >= 10 and all(pos[first] < pos[p] for p, first in seconds)
