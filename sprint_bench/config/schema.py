@@ -412,6 +412,11 @@ class ExperimentConfig:
             raise _cross_error(f"distill.ode_shift={shift} must be below half of world.resolution={res} and "
                                f"distill.ode_shift_window={self.distill.ode_shift_window} at most {res}",
                                "distill.ode_shift", "world.resolution")
+        if not self.distill.guidance_embed and len(set(self.distill.cfg_scales)) > 1:
+            raise _cross_error(f"distill.guidance_embed=false: the student cannot see the teacher's CFG scale, so "
+                               f"distill.cfg_scales={self.distill.cfg_scales} must be one value (the scale whose "
+                               f"guided teacher it learns, e.g. sample.cfg_scale={self.sample.cfg_scale:g})",
+                               "distill.cfg_scales", "distill.guidance_embed")
         if self.distill.uses_adv and self.distill.misaligned_pairs and self.data.batch_size < 2:
             raise _cross_error("distill.misaligned_pairs needs data.batch_size >= 2 (rolling a batch of one gives "
                                "back the true pair, which would be shown to the heads as a fake)",

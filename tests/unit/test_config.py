@@ -459,6 +459,14 @@ def test_misaligned_pairs_need_two_images_per_device(tmp_path):
     load_config(top, ["data.batch_size=1", "distill.loss=scm"]).validate_distill()  # no heads, no pairs
 
 
+def test_a_student_without_guidance_embedding_learns_one_cfg_scale(tmp_path):
+    top = write(tmp_path / "d.yaml", "distill:\n  guidance_embed: false\n")
+    with pytest.raises(ConfigError, match=r"cannot see the teacher's CFG scale.*must be one value"):
+        load_config(top).validate_distill()  # the default cfg_scales [2.5, 3, 3.5]
+    load_config(top, ["distill.cfg_scales=[3.0]"]).validate_distill()
+    load_config(REPO / "experiments/sprint/ablations/no-cfg-embed.yaml").validate_distill()
+
+
 def test_student_init_naming_an_experiment_yaml_becomes_its_run_export(tmp_path, monkeypatch):
     """distill.student_init: <yaml> resolves (relative to the file that set it) to that experiment's
     <output_dir>/<name>-<hash>/export, under the second stage's output_dir; same hash as the literal path."""
