@@ -61,9 +61,10 @@ def test_interleaved_run_reports_every_stage_and_the_ratios(tmp_path):
     for name, stages in r["latency_ms"].items():
         assert set(stages) == {"text", "denoise", "decode", "e2e"} and all(v > 0 for v in stages.values()), name
         assert stages["e2e"] >= stages["denoise"]
-    sp = r["speedup_vs_teacher"]
-    # 16 network calls against 1, 2 and 4: the student's denoising is faster, the fewer steps the more
-    assert sp["student 1 step"]["denoise"] > sp["student 4 steps"]["denoise"] > 1
+    lat, sp = r["latency_ms"], r["speedup_vs_teacher"]  # each ratio is the teacher's time over the student's
+    assert set(sp) == {"student 1 step", "student 2 steps", "student 4 steps"}
+    for name, ratios in sp.items():  # (which is faster is a benchmark's question, not a test's: timings vary)
+        assert ratios == pytest.approx({s: lat["teacher 8 steps"][s] / lat[name][s] for s in ("e2e", "denoise")})
     assert res["device"]["device_type"] == "cpu" and r["dtype"] == "float32"
     with pytest.raises(SystemExit):  # an existing --out is not overwritten without --force
         br.main(["--sizes", "tiny", "--device", "cpu", "--out", str(out), "--no-mlflow"])
