@@ -195,14 +195,11 @@ def _eval(args) -> int:
 def _distill(cfg, args) -> int:
     """Check everything cheap first (teacher, metrics, CLIP scorer), then train, export and evaluate."""
     from sprint_bench.config import ConfigError
-    from sprint_bench.eval.harness import EvalSettings, Evaluator, parse_metrics
-    from sprint_bench.eval.harness import check_counts
-    from sprint_bench.lit.fit import finished_export
-    from sprint_bench.lit.train_distill import load_matching_teacher, run_dir, teacher_id, train_distill
+    from sprint_bench.eval.harness import EvalSettings, Evaluator, check_counts, parse_metrics
+    from sprint_bench.lit.train_distill import load_matching_teacher, train_distill
 
     try:
-        *_, teacher_meta = load_matching_teacher(cfg)
-        finished_export(run_dir(cfg), "student", teacher_id(teacher_meta))  # another kind of run, or teacher
+        load_matching_teacher(cfg)
         settings = None
         if not args.no_eval:  # the protocol's image seeds (0), whatever the training seed
             settings = EvalSettings(steps=list(cfg.distill.eval_steps), metrics=parse_metrics(args.metrics),
@@ -220,7 +217,8 @@ def _distill(cfg, args) -> int:
         return 2
     try:
         export = train_distill(cfg)
-    except ConfigError as e:  # a second stage whose first stage is not trained yet, ...
+    except ConfigError as e:  # its checks before training: a run folder of another kind or teacher, a second
+        # stage whose first stage is not trained yet, ...
         print(f"distill error: {e}", file=sys.stderr)
         return 2
     print(export)

@@ -34,6 +34,7 @@ def guidance_label(model, cfg_scale: float) -> float | str:
 def _g(value) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
+
 class RunLogger:
     def __init__(self, client: MlflowClient, run_id: str, skipped: bool = False, finished_metrics: dict | None = None):
         self.client, self.run_id, self.skipped = client, run_id, skipped
@@ -97,19 +98,20 @@ class EvalTracker:
             yield RunLogger(self.client, r.info.run_id, skipped=True,
                             finished_metrics={"steps": steps, "run_id": r.info.run_id, **r.data.metrics})
             return
+        guidance = guidance_label(self.model, cfg_scale)
         if found:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, "RUNNING")
         else:
             tags = {"mlflow.parentRunId": self.parent, KIND: "eval-child", MODEL_ID: self.model.model_id,
-                    "steps": str(steps), "cfg_scale": _g(guidance_label(self.model, cfg_scale)),
+                    "steps": str(steps), "cfg_scale": _g(guidance),
                     "protocol_hash": protocol_hash,
                     "model": self.model.name}
             run_id = self.client.create_run(self.exp_id, run_name=f"{self.model.name} {steps} steps",
                                             tags=tags).info.run_id
         logger = RunLogger(self.client, run_id)
         logger.params({**self._model_params(), "steps": steps, "nfe": self.model.nfe(steps, cfg_scale),
-                       "cfg_scale": guidance_label(self.model, cfg_scale), "seed": settings.seed,
+                       "cfg_scale": guidance, "seed": settings.seed,
                        "images_per_prompt": settings.images_per_prompt,
                        "metrics": ",".join(settings.metrics), "sampler": self.model.sampler_tag(steps, cfg_scale)})
         try:
