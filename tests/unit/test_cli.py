@@ -7,12 +7,14 @@ from sprint_bench import cli
 @pytest.fixture
 def no_compute(monkeypatch):
     import sprint_bench.data.datamodule as dm
-    import sprint_bench.models.sana as sana
+    import sprint_bench.lit.teacher as teacher  # binds build_sana at import: patched there too, and imported
+    import sprint_bench.models.sana as sana  # here, so that no later test inherits the patched name
 
     def boom(*a, **k):
         raise AssertionError("compute started before the config was validated")
 
     monkeypatch.setattr(sana, "build_sana", boom)
+    monkeypatch.setattr(teacher, "build_sana", boom)
     monkeypatch.setattr(dm, "load_or_render", boom)
 
 
