@@ -173,6 +173,19 @@ def test_kid_matches_bruteforce_unbiased_mmd():
     assert a == kid(x, y, subsets=20, subset_size=4, seed=3) and a[1] > 0
 
 
+def test_kid_full_kernels_equal_per_subset_kernels(monkeypatch):
+    """kid() indexes precomputed whole kernel matrices when they fit; the values equal kernels computed per subset."""
+    import sprint_bench.eval.metrics.fd as fd_mod
+
+    rng = np.random.default_rng(2)
+    g, r = rng.normal(size=(60, 16)), rng.normal(0.3, 1.1, size=(50, 16))
+    full = kid(g, r, subsets=30, subset_size=20, seed=4)
+    monkeypatch.setattr(fd_mod, "KID_FULL_KERNEL_ENTRIES", 0)  # force the per-subset path
+    per_subset = kid(g, r, subsets=30, subset_size=20, seed=4)
+    assert full[0] > 0 and full[1] > 0
+    np.testing.assert_allclose(full, per_subset, rtol=1e-10)
+
+
 # ------------------------------------------------------------------------------- real EfficientNet-Lite0 features
 def test_effnet_extractor_attributes_and_batching(effnet, gen):
     assert effnet.name == "EfficientNet-Lite0" and effnet.dim == 1280
@@ -189,6 +202,19 @@ def test_effnet_extractor_attributes_and_batching(effnet, gen):
     assert np.all(f_all >= 0) and np.all(f_all <= 6)  # average of ReLU6 activations
     with pytest.raises(ValueError, match="uint8"):
         effnet(imgs.astype(np.float32))
+
+
+def test_effnet_channels_last_matches_default_layout(effnet, gen):
+    """The extractor runs in channels_last; the features equal those of the network in the default layout."""
+    import copy
+
+    x = effnet.preprocess(gen[("blur", 0.0)][:4])
+    plain = copy.deepcopy(effnet.model).to(memory_format=torch.contiguous_format)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in effnet.model.parameters() if p.ndim == 4)
+    with torch.inference_mode():
+        want = plain.extract_features(x.contiguous()).mean(dim=(2, 3))
+        got = effnet.features(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_fd_self_is_zero(ref):

@@ -87,6 +87,10 @@ class EfficientNetLite0Features:
 
     ``batch_size`` defaults to 16: on a 2-core CPU, batches of 64 at 224x224 (~1 GB of activations) ran about 2x
     slower than 16, the time going into page faults of the large allocations.
+
+    The network runs in ``channels_last`` memory format (weights and inputs): the same arithmetic (features agree with
+    the default layout to ~1e-6 relative), about 1.5x faster on a 2-core CPU, where oneDNN's depthwise convolutions
+    otherwise reorder every activation.
     """
 
     name = "EfficientNet-Lite0"
@@ -119,7 +123,7 @@ class EfficientNetLite0Features:
         model = EfficientNet.from_name("efficientnet-lite0")
         state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
-        self.model = model.to(self.device).eval().float()
+        self.model = model.to(self.device).eval().float().to(memory_format=torch.channels_last)
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -142,6 +146,7 @@ class EfficientNetLite0Features:
         return ((x - self.mean) / self.std).contiguous()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.model.extract_features(x).mean(dim=(2, 3))  # (B, 1280, 7, 7) -> (B, 1280)
 
     __call__ = _extract_in_batches

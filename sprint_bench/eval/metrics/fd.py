@@ -105,12 +105,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, return_info: b
     return fd
 
 
-def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    d = x.shape[1]
-    m = x.shape[0]
-    kxx = (x @ x.T / d + 1.0) ** 3
-    kyy = (y @ y.T / d + 1.0) ** 3
-    kxy = (x @ y.T / d + 1.0) ** 3
+KID_FULL_KERNEL_ENTRIES = 50_000_000  # (n_g + n_r)^2 float64 entries up to which kid() precomputes whole kernels
+
+
+def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """k(x, y) = (x.y / d + 1)^3, the cubic polynomial kernel of KID (Binkowski et al. 2018), for all row pairs."""
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def _mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """Unbiased MMD^2 from the kernel matrices of one subset pair (diagonals of k_xx, k_yy left out)."""
+    m = kxx.shape[0]
     sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
     syy = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
     return float(sxx + syy - 2.0 * kxy.mean())
@@ -130,12 +135,20 @@ def kid(feats_g: np.ndarray, feats_r: np.ndarray, subsets: int = 100, subset_siz
     m = min(g.shape[0], r.shape[0], int(subset_size))
     if m < 2:
         raise ValueError(f"KID needs subsets of at least 2 samples, got m = {m}")
+    ng, nr = g.shape[0], r.shape[0]
+    full = (ng + nr) ** 2 <= KID_FULL_KERNEL_ENTRIES
+    if full:  # every subset's kernel entries are entries of the full matrices: compute those once, index per subset
+        kgg, krr, kgr = _poly_kernel(g, g), _poly_kernel(r, r), _poly_kernel(g, r)
     rng = np.random.default_rng(seed)
     vals = np.empty(subsets, dtype=np.float64)
     for i in range(subsets):
-        ig = rng.choice(g.shape[0], size=m, replace=False)
-        ir = rng.choice(r.shape[0], size=m, replace=False)
-        vals[i] = _mmd2_unbiased(g[ig], r[ir])
+        ig = rng.choice(ng, size=m, replace=False)
+        ir = rng.choice(nr, size=m, replace=False)
+        if full:
+            vals[i] = _mmd2_unbiased(kgg[np.ix_(ig, ig)], krr[np.ix_(ir, ir)], kgr[np.ix_(ig, ir)])
+        else:
+            x, y = g[ig], r[ir]
+            vals[i] = _mmd2_unbiased(_poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y))
     return float(vals.mean()), float(vals.std())
 
 
