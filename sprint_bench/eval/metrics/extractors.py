@@ -86,11 +86,11 @@ class EfficientNetLite0Features:
       weights match inputs scaled by (x - 127) / 128, not the torchvision ImageNet mean/std.
 
     ``batch_size`` defaults to 16: on a 2-core CPU, batches of 64 at 224x224 (~1 GB of activations) ran about 2x
-    slower than 16, the time going into page faults of the large allocations.
+    slower than 16 (1.4x in ``channels_last``), the time going into page faults of the large allocations.
 
     The network runs in ``channels_last`` memory format (weights and inputs): the same arithmetic (features agree with
-    the default layout to ~1e-6 relative), about 1.5x faster on a 2-core CPU, where oneDNN's depthwise convolutions
-    otherwise reorder every activation.
+    the default layout to ~1e-6 relative), 1.3x faster at batch 16 and 1.8x at 64 on a 2-core CPU
+    (``make bench-eval``).
     """
 
     name = "EfficientNet-Lite0"
