@@ -135,7 +135,7 @@ class EfficientNetLite0Features:
                    f"pil-bicubic-f32-{self.native_size}|norm:{self.normalization}|pool:avg-head-{self.dim}")
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 (B, H, W, 3) -> normalised float32 (B, 3, 224, 224)."""
+        """uint8 (B, H, W, 3) -> normalised float32 (B, 3, 224, 224), ``channels_last`` (the images' own HWC order)."""
         images = _check_images(images)
         s = self.native_size
         if images.shape[1] == s and images.shape[2] == s:
@@ -143,10 +143,10 @@ class EfficientNetLite0Features:
         else:
             arr = np.stack([pil_bicubic_float(im, s) for im in images])
         x = torch.from_numpy(arr).permute(0, 3, 1, 2)
-        return ((x - self.mean) / self.std).contiguous()
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # a no-op on preprocess()'s output
         return self.model.extract_features(x).mean(dim=(2, 3))  # (B, 1280, 7, 7) -> (B, 1280)
 
     __call__ = _extract_in_batches

@@ -132,10 +132,10 @@ def kid(feats_g: np.ndarray, feats_r: np.ndarray, subsets: int = 100, subset_siz
         raise ValueError(f"feature sets must be (n, d) with equal d, got {g.shape} and {r.shape}")
     if subsets < 1:
         raise ValueError(f"subsets must be >= 1, got {subsets}")
-    m = min(g.shape[0], r.shape[0], int(subset_size))
+    ng, nr = g.shape[0], r.shape[0]
+    m = min(ng, nr, int(subset_size))
     if m < 2:
         raise ValueError(f"KID needs subsets of at least 2 samples, got m = {m}")
-    ng, nr = g.shape[0], r.shape[0]
     full = (ng + nr) ** 2 <= KID_FULL_KERNEL_ENTRIES
     if full:  # every subset's kernel entries are entries of the full matrices: compute those once, index per subset
         kgg, krr, kgr = _poly_kernel(g, g), _poly_kernel(r, r), _poly_kernel(g, r)
