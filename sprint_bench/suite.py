@@ -20,7 +20,8 @@ STUDENTS = ("scm", "ladd", "hybrid")
 # the micro preset for `make quick`: the student configs shrunk to the micro teacher's model
 QUICK_MODEL = ["model.width=32", "model.depth=1", "model.heads=2", "model.cross_heads=2", "data.train_size=64",
                "data.batch_size=8", "train.log_every=1", "train.sample_every=1000", "train.checkpoint_every=4",
-               "distill.head_blocks=[0]", "distill.tangent_warmup_steps=2", "train.max_steps=4"]
+               "distill.head_blocks=[0]", "distill.tangent_warmup_steps=2", "train.max_steps=4",
+               "distill.compile=false"]  # compiling takes longer than 4 steps of a micro student
 TINY_CLIP = dict(steps=2, batch_size=16, train_size=64, warmup_steps=1, eval_images_per_prompt=1, progress=False,
                  model_overrides={"vision_cfg": {"width": 32, "layers": 1, "head_width": 16},
                                   "text_cfg": {"width": 32, "layers": 1, "heads": 2}, "embed_dim": 16})

@@ -45,7 +45,8 @@ _HASH_EXCLUDED = ("tracking", "output_dir")
 # Fields added after runs were recorded, left out of the hash while at their default so those runs keep it.
 _HASH_LATE_FIELDS = {"distill": ("d_translate", "ode_weight", "ode_pairs", "ode_steps", "ode_metric",
                                    "student_init", "d_norm_stats", "d_steps", "ode_shift", "ode_shift_window",
-                                   "dmd_weight", "dmd_p_mean", "dmd_p_std", "fake_lr", "d_text_proj")}
+                                   "dmd_weight", "dmd_p_mean", "dmd_p_std", "fake_lr", "d_text_proj",
+                                   "compile")}
 _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 

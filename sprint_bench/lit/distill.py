@@ -14,11 +14,12 @@ from torch import nn
 
 from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
+from sprint_bench.lit.compiled import Compiled, model_F, model_jvp
 from sprint_bench.lit.teacher import lr_lambda, step_seed
 from sprint_bench.losses.dmd import denoising_loss, dmd_loss
 from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate
 from sprint_bench.losses.ode import ode_loss
-from sprint_bench.losses.scm import (jvp_autograd, jvp_finite_difference, normalize_tangent, scm_loss, scm_tangent,
+from sprint_bench.losses.scm import (jvp_finite_difference, normalize_tangent, scm_loss, scm_tangent,
                                      tangent_warmup, tangents, teacher_cfg_velocity)
 from sprint_bench.models.controlnet import controlnet_copy
 from sprint_bench.models.discriminator import Discriminator
@@ -112,8 +113,9 @@ class DistillModule(L.LightningModule):
         b = x_t.shape[0]
         null_t, null_m = self.text(torch.full((b,), self.null_id, device=self.device, dtype=torch.long))
         with torch.no_grad():
-            F, _ = self.teacher(torch.cat([x_t, x_t]) / SIGMA_DATA, torch.cat([t, t]), torch.cat([text, null_t]),
-                                torch.cat([mask, null_m]), cond=cond)  # a condition is tiled to both halves
+            F = self.compiled(model_F)(self.teacher, torch.cat([x_t, x_t]) / SIGMA_DATA, torch.cat([t, t]),
+                                       torch.cat([text, null_t]), torch.cat([mask, null_m]), None,
+                                       cond)  # a condition is tiled to both halves
         F_c, F_u = F.chunk(2)
         return teacher_cfg_velocity(F_c, F_u, w)
 
@@ -124,14 +126,14 @@ class DistillModule(L.LightningModule):
         dxt_dt = self.teacher_velocity(x_t, t, text, mask, w, cond)
         guid = self.guidance(w)
 
-        def F_fn(xs, ts):  # the unwrapped student (never the DDP wrapper: method reference §11.3)
-            n = xs.shape[0] // x0.shape[0]
-            g_ = None if guid is None else guid.repeat(n)
-            return self.student(xs, ts, text.repeat(n, 1, 1), mask.repeat(n, 1), g_, cond=cond)[0]
+        def F_fn(xs, ts):  # the unwrapped student (never the DDP wrapper: method reference §11.3), on a 2B batch
+            g_ = None if guid is None else guid.repeat(2)
+            return self.student(xs, ts, text.repeat(2, 1, 1), mask.repeat(2, 1), g_, cond=cond)[0]
 
         tx, tt = tangents(x_t, t, dxt_dt)
         if d.tangent == "jvp":
-            J = jvp_autograd(F_fn, x_t / SIGMA_DATA, t, tx, tt)
+            # the unwrapped student (never the DDP wrapper: method reference §11.3)
+            J = self.compiled(model_jvp)(self.student, x_t / SIGMA_DATA, t, tx, tt, text, mask, guid, cond)
         else:
             J = jvp_finite_difference(F_fn, x_t / SIGMA_DATA, t, tx, tt, d.fd_eps)
         F, logvar = self.student(x_t / SIGMA_DATA, t, text, mask, guid, cond=cond)
@@ -143,6 +145,16 @@ class DistillModule(L.LightningModule):
         if logvar is not None:
             logs["logvar"] = logvar.mean().detach()
         return loss, logs
+
+    def compiled(self, fn):
+        """``fn`` (lit/compiled.py), through ``torch.compile`` when ``distill.compile``: one compiled form per
+        function, made at its first use."""
+        if not self.cfg.distill.compile:
+            return fn
+        cache = self.__dict__.setdefault("_compiled", {})
+        if fn.__name__ not in cache:
+            cache[fn.__name__] = Compiled(fn)
+        return cache[fn.__name__]
 
     def one_step_x0(self, x0, text, mask, w, gen, cond=None) -> torch.Tensor:
         """Student one-step estimate from a fresh t (max-time with probability p) and fresh noise (§6.6)."""

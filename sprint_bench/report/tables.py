@@ -31,7 +31,7 @@ CONTROL_COLUMNS = [
     ("Edge recall", "edge_recall_tol1", "{:.3f}"), ("FD (EfficientNet-Lite0)", "fd_effnet_lite0", "{:.2f}"),
     ("GenEval-Shapes", "geneval_overall", "{:.3f}"),
 ]
-IGNORED_AXES = ("distill/teacher", "distill/debug_nan_steps", "distill/eval_steps")
+IGNORED_AXES = ("distill/teacher", "distill/debug_nan_steps", "distill/eval_steps", "distill/compile")
 # the train keys an ablation may change
 TRAIN_AXES = ("train/max_steps", "train/lr", "train/lr_schedule", "train/min_lr_ratio", "train/ema_decay")
 # distill keys only one loss term reads: not a setting of a student trained without that term

@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 YAMLS = sorted((REPO / "experiments" / "sprint").rglob("*.yaml"))
 MICRO = ["model.width=32", "model.depth=1", "model.heads=2", "model.cross_heads=2", "data.train_size=64",
          "data.batch_size=4", "train.checkpoint_every=2", "train.sample_every=1000", "train.log_every=1",
-         "train.threads=1", "distill.head_blocks=[0]", "distill.tangent_warmup_steps=2", "distill.ode_pairs=16"]
+         "train.threads=1", "distill.head_blocks=[0]", "distill.tangent_warmup_steps=2", "distill.ode_pairs=16",
+         "distill.compile=false"]  # compiled once, in test_compiled_calls_give_the_eager_scm_gradients
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,29 @@ def test_kill_and_resume_keeps_phase_and_warmup(tmp_path, teacher):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"resumed weights differ at {key}")
     assert meta(resumed)["k"] == 8
+
+
+def test_compiled_calls_give_the_eager_scm_gradients(tmp_path, teacher):
+    """distill.compile (on by default): the sCM term of one generator batch, and its gradient on the student,
+    equal those of the eager teacher call and JVP pass, through the DistillModule's own wiring."""
+    from sprint_bench.lit.train_distill import build_distill_module, load_matching_teacher
+
+    out = {}
+    for flag in (False, True):
+        cfg = micro(REPO / "experiments/sprint/scm.yaml", tmp_path, teacher, f"distill.compile={flag}")
+        torch.manual_seed(0)
+        dm, module = build_distill_module(cfg, *load_matching_teacher(cfg))
+        x0, text, mask, cond = module.batch_inputs(next(iter(dm.train_dataloader())))
+        parts, _ = module.generator_parts(x0, text, mask, module.step_generator(10), 10, cond)
+        params = [p for p in module.student.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(parts["scm"], params, allow_unused=True)
+        out[flag] = (parts["scm"].detach(), torch.cat([g.flatten() for g in grads if g is not None]),
+                     module.__dict__.get("_compiled", {}))
+    assert out[False][2] == {}
+    assert sorted(out[True][2]) == ["model_F", "model_jvp"] and all(c.compiled for c in out[True][2].values())
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=0)
+    rel = float((out[True][1] - out[False][1]).norm() / out[False][1].norm())
+    assert rel < 1e-4 and out[False][1].norm() > 0, f"compiled vs eager sCM gradient: relative error {rel:.2e}"
 
 
 class _Phases(L.Callback):

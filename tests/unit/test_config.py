@@ -415,7 +415,7 @@ def test_late_field_at_default_keeps_the_older_hash(tmp_path):
         older.pop(k)
     for k in ("d_translate", "ode_weight", "ode_pairs", "ode_steps", "ode_metric", "student_init", "d_norm_stats",
               "d_steps", "ode_shift", "ode_shift_window", "dmd_weight", "dmd_p_mean", "dmd_p_std", "fake_lr",
-              "d_text_proj"):
+              "d_text_proj", "compile"):
         del older["distill"][k]
     blob = json.dumps(older, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     assert config_hash(cfg) == hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -423,7 +423,8 @@ def test_late_field_at_default_keeps_the_older_hash(tmp_path):
                    "distill.ode_metric=pseudo_huber", "distill.student_init=runs/x/export",
                    "distill.d_norm_stats=shared", "distill.d_steps=2", "distill.ode_shift=1",
                    "distill.ode_shift_window=8", "distill.dmd_weight=1.0", "distill.dmd_p_mean=0.0",
-                   "distill.dmd_p_std=1.0", "distill.fake_lr=1e-5", "distill.d_text_proj=true"):
+                   "distill.dmd_p_std=1.0", "distill.fake_lr=1e-5", "distill.d_text_proj=true",
+                   "distill.compile=false"):
         assert config_hash(load_config(tmp_path / "d.yaml", [change])) != config_hash(cfg), change
 
 

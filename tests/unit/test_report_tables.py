@@ -12,7 +12,7 @@ def test_setting_names_distill_and_train_axes_only():
     hybrid = {"distill/adv_weight": 0.5, "distill/d_translate": 0, "train/ema_decay": 0.0, "train/lr": 5e-05,
               "train/max_steps": 3000, "train/log_every": 25, "distill/teacher": "teacher"}
     tuned = dict(hybrid, **{"distill/adv_weight": 0.1, "distill/d_translate": 2, "train/ema_decay": 0.99,
-                            "train/log_every": 50, "distill/teacher": "elsewhere"})
+                            "train/log_every": 50, "distill/teacher": "elsewhere", "distill/compile": False})
     assert tables.setting(_student(tuned), hybrid) == "adv_weight=0.1, d_translate=2, ema_decay=0.99"
     assert tables.setting(_student(hybrid), hybrid) == "default (hybrid)"
     assert tables.setting(_student({}), hybrid) == "-"

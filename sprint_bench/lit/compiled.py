@@ -1,0 +1,49 @@
+"""The distillation's two hottest calls through ``torch.compile``: the frozen teacher's CFG call on its 2B batch and
+the student's JVP pass. Every tensor is an explicit input, so one compiled graph serves every training step; a call
+whose compilation fails runs eagerly instead.
+
+Why: eager forward-mode AD materialises the (zero) tangents of weights and pays a convolution or matmul for each,
+plus many small elementwise kernels; inductor drops the zero terms and fuses the rest. On 2 CPU cores the default
+student's JVP at batch 32 and the teacher's call at batch 64 take about half their eager time (docs/RESULTS.md,
+"Training cost")."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import torch
+
+from sprint_bench.losses.scm import jvp_autograd
+
+log = logging.getLogger(__name__)
+
+
+def model_F(model, x_scaled, t, text, mask, guidance=None, cond=None) -> torch.Tensor:
+    """F of a TrigFlow model (``models/trigflow.py``), without its logvar."""
+    return model(x_scaled, t, text, mask, guidance, cond=cond)[0]
+
+
+def model_jvp(model, x_scaled, t, tx, tt, text, mask, guidance, cond=None) -> torch.Tensor:
+    """J = d/de F(x_scaled + e tx, t + e tt) at e = 0, without gradients (losses/scm.py, ``jvp_autograd``)."""
+    return jvp_autograd(lambda xs, ts: model_F(model, xs, ts, text, mask, guidance, cond), x_scaled, t, tx, tt)
+
+
+class Compiled:
+    """``fn`` compiled by inductor at its first call (tens of seconds on 2 CPU cores; later calls with the same
+    shapes reuse the graph). If compiling or running the compiled ``fn`` raises (inductor needs a C++ compiler on
+    CPU), one warning is logged and ``fn`` runs eagerly from then on: the same result, only slower."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor]):
+        self.name, self.fn = fn.__name__, torch.compile(fn)
+        self.eager, self.compiled = fn, True
+
+    def __call__(self, *args) -> torch.Tensor:
+        if self.compiled:
+            try:
+                return self.fn(*args)
+            except Exception as e:  # noqa: BLE001 - any compiler failure: fall back to the eager call
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                log.warning("torch.compile of %s failed (%s: %s); running it eagerly", self.name,
+                            type(e).__name__, first[:200])
+                self.compiled, self.fn = False, self.eager
+        return self.fn(*args)
