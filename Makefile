@@ -13,7 +13,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv \
-	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation best-student bench-distill bench-speedup paper quick report ui \
+	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation best-student bench-distill bench-compile bench-speedup paper quick report ui \
 	controlnet-teacher controlnet-sprint controlnet-baseline controlnet bench-controlnet bench-realscale
 
 help: ## list the targets
@@ -78,6 +78,9 @@ best-student: setup clip-scorer ## the best 1-step student measured: 4 chained s
 
 bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each, timed in turns)
 	$(BIN)/python -m sprint_bench.lit.bench_distill --steps 20
+
+bench-compile: setup ## what distill.compile buys: each compiled distillation call vs its eager twin (median of 10 each)
+	$(BIN)/python -m sprint_bench.lit.bench_compile --steps 10
 
 CONTROL_METRICS ?= edge_f1,fd,kid,clip,geneval,latency
 CONTROL_EVAL = --metrics $(CONTROL_METRICS) --experiment controlnet

@@ -1,6 +1,7 @@
 """Training-cost benchmark: one sCM generator step vs one teacher flow-matching step at the same batch, same
 process, same threads (median of ``--steps`` timed steps each after warm-up, the two kinds timed in turns so that a
-drift in the host's speed reaches both alike). `make bench-distill`."""
+drift in the host's speed reaches both alike). The sCM step runs with ``distill.compile`` as configured (the JSON
+says which), the teacher step eagerly, as each is trained here. `make bench-distill`."""
 from __future__ import annotations
 
 import argparse
@@ -34,21 +35,32 @@ def interleaved(steps: dict, n: int, warmup: int) -> dict[str, list[float]]:
     return out
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config", default="experiments/sprint/scm.yaml")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
+def parse_args(argv, doc: str, config: str, steps: int, warmup: int, min_steps: int) -> argparse.Namespace:
+    """The benchmarks' shared command line: a config with dotted overrides, timed steps, warm-up, threads."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--config", default=config)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--warmup", type=int, default=warmup)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.batch_size=64")
     args = ap.parse_args(argv)
-    if args.steps < 10:
-        raise SystemExit("--steps must be >= 10 (median of at least 10 steps)")
-    cfg = load_config(args.config, ["distill.loss=scm", "distill.scm_weight=1.0", *args.overrides])
+    if args.steps < min_steps:
+        raise SystemExit(f"--steps must be >= {min_steps} (median of at least {min_steps} steps)")
+    return args
+
+
+def distill_module(cfg) -> tuple[ShapesDataModule, torch.nn.Module, DistillModule]:
+    """(data, frozen flow-matching teacher, DistillModule in train mode) for ``cfg``."""
     dm = ShapesDataModule(cfg)
     dm.setup("fit")
     _, fm, _, _ = load_matching_teacher(cfg)
-    module = DistillModule(cfg, dm.captions, fm).train()
+    return dm, fm, DistillModule(cfg, dm.captions, fm).train()
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv, __doc__, "experiments/sprint/scm.yaml", steps=20, warmup=3, min_steps=10)
+    cfg = load_config(args.config, ["distill.loss=scm", "distill.scm_weight=1.0", *args.overrides])
+    dm, fm, module = distill_module(cfg)
     b = cfg.data.batch_size
     images, ids = dm.images[:b], dm.caption_ids[:b]
     text, mask = module.text(ids)
@@ -81,6 +93,7 @@ def main(argv=None) -> dict:
     with pinned_threads(args.threads) as pin:
         t = interleaved({"teacher": teacher_step, "scm": scm_step}, args.steps, args.warmup)
     res = {"batch": b, "threads": pin["threads"], "tangent": cfg.distill.tangent, "steps_timed": args.steps,
+           "scm_compiled": cfg.distill.compile, "teacher_compiled": False,
            "order": "interleaved", "teacher_fm_step_ms_median": statistics.median(t["teacher"]),
            "scm_g_step_ms_median": statistics.median(t["scm"]),
            "device": device_info("cpu")["device_name"], "dtype": "float32"}

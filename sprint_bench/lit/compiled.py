@@ -1,11 +1,11 @@
-"""The distillation's two hottest calls through ``torch.compile``: the frozen teacher's CFG call on its 2B batch and
-the student's JVP pass. Every tensor is an explicit input, so one compiled graph serves every training step; a call
-whose compilation fails runs eagerly instead.
+"""The distillation's hottest calls through ``torch.compile``: the frozen teacher's CFG call on its 2B batch, the
+student's JVP pass and the frozen teacher's no-grad feature passes for the discriminator heads. Every tensor is an
+explicit input, so one compiled graph serves every training step; a call whose compilation fails runs eagerly.
 
 Why: eager forward-mode AD materialises the (zero) tangents of weights and pays a convolution or matmul for each,
 plus many small elementwise kernels; inductor drops the zero terms and fuses the rest. On 2 CPU cores the default
-student's JVP at batch 32 and the teacher's call at batch 64 take about half their eager time (docs/RESULTS.md,
-"Training cost")."""
+student's JVP at batch 32 takes two fifths of its eager time, the teacher's calls about two thirds (`make
+bench-compile`; docs/RESULTS.md, "Compiling the distillation's hottest calls")."""
 from __future__ import annotations
 
 import logging
@@ -26,6 +26,11 @@ def model_F(model, x_scaled, t, text, mask, guidance=None, cond=None) -> torch.T
 def model_jvp(model, x_scaled, t, tx, tt, text, mask, guidance, cond=None) -> torch.Tensor:
     """J = d/de F(x_scaled + e tx, t + e tt) at e = 0, without gradients (losses/scm.py, ``jvp_autograd``)."""
     return jvp_autograd(lambda xs, ts: model_F(model, xs, ts, text, mask, guidance, cond), x_scaled, t, tx, tt)
+
+
+def model_features(disc, teacher, x_scaled, s, text, mask, cond=None) -> list[torch.Tensor]:
+    """The teacher's token features at the discriminator's tapped blocks (``Discriminator.features``)."""
+    return disc.features(teacher, x_scaled, s, text, mask, cond)
 
 
 class Compiled:

@@ -14,7 +14,7 @@ from torch import nn
 
 from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
-from sprint_bench.lit.compiled import Compiled, model_F, model_jvp
+from sprint_bench.lit.compiled import Compiled, model_F, model_features, model_jvp
 from sprint_bench.lit.teacher import lr_lambda, step_seed
 from sprint_bench.losses.dmd import denoising_loss, dmd_loss
 from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate
@@ -213,8 +213,16 @@ class DistillModule(L.LightningModule):
         return Discriminator(self.cfg.model.width, d.head_blocks, None if d.d_norm_stats == "shared" else 8,
                              self.text_hidden.shape[-1] if d.d_text_proj else None)
 
+    def teacher_features(self, x_scaled, s, text, mask, cond=None) -> list[torch.Tensor]:
+        """The frozen teacher's features at the heads' blocks: with an autograd graph when gradients must reach
+        ``x_scaled`` (a G step's fakes, R1's reals), else one no-grad call (compiled with ``distill.compile``)."""
+        if torch.is_grad_enabled() and x_scaled.requires_grad:
+            return self.disc.features(self.teacher, x_scaled, s, text, mask, cond)
+        with torch.no_grad():
+            return self.compiled(model_features)(self.disc, self.teacher, x_scaled, s, text, mask, cond)
+
     def d_logits(self, x, s, text, mask, cond=None) -> torch.Tensor:
-        return self.disc(self.teacher, x / SIGMA_DATA, s, text, mask, cond)
+        return self.disc.head_logits(self.teacher_features(x / SIGMA_DATA, s, text, mask, cond), text, mask)
 
     def d_logits_joint(self, sets, text, mask, cond=None, graph=()) -> list[torch.Tensor]:
         """The logits of each (x, s) set (each of the batch's size, same captions) from one pass of the heads over
@@ -224,7 +232,7 @@ class DistillModule(L.LightningModule):
         feats = []
         for i, (x, s) in enumerate(sets):
             with torch.set_grad_enabled(i in graph and torch.is_grad_enabled()):
-                feats.append(self.disc.features(self.teacher, x / SIGMA_DATA, s, text, mask, cond))
+                feats.append(self.teacher_features(x / SIGMA_DATA, s, text, mask, cond))
         n = len(sets)
         return list(self.disc.head_logits([torch.cat(f) for f in zip(*feats)], text.repeat(n, 1, 1),
                                           mask.repeat(n, 1)).chunk(n))
@@ -321,10 +329,11 @@ class DistillModule(L.LightningModule):
             real_logits, *fake_logits = self.d_logits_joint([(real, s_real), *zip(fakes, s_fakes)], text, mask, cond,
                                                             graph=(0,) if d.r1_weight > 0 else ())
             fake_logits = torch.cat(fake_logits)
-        else:
-            real_logits = self.d_logits(real, s_real, text, mask, cond)
-            fake_logits = self.d_logits(torch.cat(fakes), torch.cat(s_fakes), text.repeat(n, 1, 1),
-                                        mask.repeat(n, 1), cond)  # a condition is tiled to the n fake sets
+        else:  # the teacher sees real and fakes in one call (a condition is tiled to them), the heads apart
+            feats = self.teacher_features(torch.cat([real, *fakes]) / SIGMA_DATA, torch.cat([s_real, *s_fakes]),
+                                          text.repeat(n + 1, 1, 1), mask.repeat(n + 1, 1), cond)
+            real_logits = self.disc.head_logits([f[:b] for f in feats], text, mask)
+            fake_logits = self.disc.head_logits([f[b:] for f in feats], text.repeat(n, 1, 1), mask.repeat(n, 1))
         loss = d_hinge_loss(real_logits, fake_logits)
         logs = {"loss_d": loss.detach(), "d_real": real_logits.mean().detach(),
                 "d_fake": fake_logits.mean().detach()}

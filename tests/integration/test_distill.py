@@ -139,6 +139,35 @@ def test_compiled_calls_give_the_eager_scm_gradients(tmp_path, teacher):
     assert rel < 1e-4 and out[False][1].norm() > 0, f"compiled vs eager sCM gradient: relative error {rel:.2e}"
 
 
+
+@pytest.mark.parametrize("stats", ["local", "shared"])
+def test_compiled_teacher_features_give_the_eager_ladd_losses(tmp_path, teacher, stats):
+    """distill.compile: the teacher's no-grad feature passes of a D step (and, with shared statistics, of a G step)
+    are compiled; the D loss, the G adversarial term and their gradients equal the eager ones."""
+    from sprint_bench.lit.train_distill import build_distill_module, load_matching_teacher
+
+    out = {}
+    for flag in (False, True):
+        cfg = micro(REPO / "experiments/sprint/ladd.yaml", tmp_path, teacher, f"distill.compile={flag}",
+                    f"distill.d_norm_stats={stats}")
+        torch.manual_seed(0)
+        dm, module = build_distill_module(cfg, *load_matching_teacher(cfg))
+        x0, text, mask, cond = module.batch_inputs(next(iter(dm.train_dataloader())))
+        d_loss, _ = module.d_step_loss(x0, text, mask, module.step_generator(1), cond)
+        d_grads = torch.autograd.grad(d_loss, list(module.disc.parameters()))
+        g_adv = module.generator_parts(x0, text, mask, module.step_generator(2), 2, cond)[0]["adv"]
+        g_grads = torch.autograd.grad(g_adv, [p for p in module.student.parameters() if p.requires_grad],
+                                      allow_unused=True)
+        flat = [torch.cat([g.flatten() for g in gs if g is not None]) for gs in (d_grads, g_grads)]
+        out[flag] = (d_loss.detach(), g_adv.detach(), *flat, module.__dict__.get("_compiled", {}))
+    assert out[False][4] == {}
+    assert sorted(out[True][4]) == ["model_features"] and out[True][4]["model_features"].compiled
+    for a, b in zip(out[True][:2], out[False][:2]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(out[True][2:4], out[False][2:4]):
+        rel = float((a - b).norm() / b.norm())
+        assert rel < 1e-4 and b.norm() > 0, f"compiled vs eager LADD gradient: relative error {rel:.2e}"
+
 class _Phases(L.Callback):
     def __init__(self):
         self.phases, self.updates = [], None
@@ -508,3 +537,19 @@ def test_cli_distill_then_harness_and_schedule_search(tmp_path, teacher):
     ref = next(k for k in lat if k not in sp)  # each ratio is the reference's median over the student's (one round)
     assert len(sp) == 3 and all(sp[k] == pytest.approx({s: lat[ref][s] / lat[k][s] for s in ("e2e", "denoise")})
                                 for k in sp)
+
+
+def test_bench_compile_times_each_compiled_call_against_its_eager_twin(tmp_path, teacher):
+    """lit/bench_compile.py on a micro hybrid: the three compiled calls, each equal to its eager twin, timed."""
+    from sprint_bench.lit.bench_compile import main
+
+    overrides = [o for o in MICRO if not o.startswith("distill.compile")] + [
+        f"distill.teacher={teacher}", f"output_dir={tmp_path}"]
+    rep = main(["--config", str(REPO / "experiments/sprint/hybrid.yaml"), "--steps", "5", "--warmup", "1",
+                "--threads", "1", *overrides])
+    assert rep["batch"] == 4 and rep["threads"] == 1 and rep["dtype"] == "float32"
+    assert sorted(rep["calls"]) == ["student_jvp_B", "teacher_cfg_call_2B", "teacher_features_3B"]
+    for name, c in rep["calls"].items():
+        assert c["max_rel_diff"] < 1e-5, name
+        assert c["eager_ms_median"] > 0 and c["compiled_ms_median"] > 0 and c["first_call_s"] > 0
+        assert c["speedup"] == pytest.approx(c["eager_ms_median"] / c["compiled_ms_median"])

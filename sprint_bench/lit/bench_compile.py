@@ -1,0 +1,72 @@
+"""What ``distill.compile`` buys: each compiled call of a distillation step (lit/compiled.py) against the same call
+run eagerly, on the configured student and released teacher at the training batch (median of ``--steps`` calls
+each after warm-up, eager and compiled timed in turns; the compilation time reported apart). Prints JSON."""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import torch
+
+from sprint_bench.config import load_config
+from sprint_bench.eval.latency import device_info, pinned_threads
+from sprint_bench.lit.bench_distill import distill_module, interleaved, parse_args
+from sprint_bench.lit.compiled import model_F, model_features, model_jvp
+from sprint_bench.lit.distill import DistillModule
+from sprint_bench.losses.scm import tangents
+from sprint_bench.param.trigflow import SIGMA_DATA, trig_noise
+
+
+def calls(module: DistillModule, ids: torch.Tensor, gen: torch.Generator) -> dict[str, tuple]:
+    """(fn, args) of each compiled call for the captions ``ids`` (batch b), on inputs shaped as in training."""
+    res, b = module.cfg.world.resolution, ids.shape[0]
+    text, mask = module.text(ids)
+    t = torch.rand(b, generator=gen) * 1.5 + 0.05
+    x_t = trig_noise(SIGMA_DATA * torch.randn(b, 3, res, res, generator=gen),
+                     SIGMA_DATA * torch.randn(b, 3, res, res, generator=gen), t)
+    tx, tt = tangents(x_t, t, torch.randn(b, 3, res, res, generator=gen))
+    guid = module.guidance(torch.full((b,), 3.0))
+    two, three = torch.cat([x_t, x_t]), torch.cat([x_t, x_t, x_t])
+    out = {"teacher_cfg_call_2B": (model_F, (module.teacher, two / SIGMA_DATA, torch.cat([t, t]), text.repeat(2, 1, 1),
+                                             mask.repeat(2, 1), None)),
+           "student_jvp_B": (model_jvp, (module.student, x_t / SIGMA_DATA, t, tx, tt, text, mask, guid))}
+    if module.disc is not None:
+        out["teacher_features_3B"] = (model_features, (module.disc, module.teacher, three / SIGMA_DATA,
+                                                       torch.cat([t, t, t]), text.repeat(3, 1, 1), mask.repeat(3, 1)))
+    return out
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv, __doc__, "experiments/sprint/hybrid.yaml", steps=10, warmup=2, min_steps=5)
+    cfg = load_config(args.config, args.overrides)
+    if cfg.distill.tangent != "jvp":
+        raise SystemExit("bench_compile times the JVP pass: use a config with distill.tangent: jvp")
+    dm, _, module = distill_module(cfg)
+    b = cfg.data.batch_size
+    report = {"batch": b, "device": device_info("cpu")["device_name"], "dtype": "float32", "steps_timed": args.steps,
+              "calls": {}}
+    with pinned_threads(args.threads) as pin:
+        report["threads"] = pin["threads"]
+        for name, (fn, fargs) in calls(module, dm.caption_ids[:b], torch.Generator().manual_seed(0)).items():
+            # grad mode as in training: the JVP is entered with grad enabled, the teacher's calls under no_grad
+            grad = torch.enable_grad if fn is model_jvp else torch.no_grad
+            fn, compiled = grad()(fn), grad()(torch.compile(fn))
+            t0 = time.perf_counter()
+            got = compiled(*fargs)
+            compile_s = time.perf_counter() - t0
+            ref = fn(*fargs)
+            got, ref = (torch.cat([g.flatten() for g in x]) if isinstance(x, list) else x for x in (got, ref))
+            t = interleaved({"eager": lambda: fn(*fargs), "compiled": lambda: compiled(*fargs)}, args.steps,
+                            args.warmup)
+            eager_ms, comp_ms = statistics.median(t["eager"]), statistics.median(t["compiled"])
+            report["calls"][name] = {"eager_ms_median": eager_ms, "compiled_ms_median": comp_ms,
+                                     "speedup": eager_ms / comp_ms, "first_call_s": compile_s,
+                                     "max_rel_diff": float((got - ref).abs().max() / ref.abs().max())}
+            print(name, json.dumps(report["calls"][name]), flush=True)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
