@@ -139,7 +139,6 @@ def test_compiled_calls_give_the_eager_scm_gradients(tmp_path, teacher):
     assert rel < 1e-4 and out[False][1].norm() > 0, f"compiled vs eager sCM gradient: relative error {rel:.2e}"
 
 
-
 @pytest.mark.parametrize("stats", ["local", "shared"])
 def test_compiled_teacher_features_give_the_eager_ladd_losses(tmp_path, teacher, stats):
     """distill.compile: the teacher's no-grad feature passes of a D step (and, with shared statistics, of a G step)
@@ -167,6 +166,7 @@ def test_compiled_teacher_features_give_the_eager_ladd_losses(tmp_path, teacher,
     for a, b in zip(out[True][2:4], out[False][2:4]):
         rel = float((a - b).norm() / b.norm())
         assert rel < 1e-4 and b.norm() > 0, f"compiled vs eager LADD gradient: relative error {rel:.2e}"
+
 
 class _Phases(L.Callback):
     def __init__(self):
