@@ -12,14 +12,34 @@ import torch
 from sprint_bench.config import load_config
 from sprint_bench.eval.latency import device_info, pinned_threads
 from sprint_bench.lit.bench_distill import distill_module, interleaved, parse_args
-from sprint_bench.lit.compiled import model_F, model_features, model_jvp
+from sprint_bench.lit.compiled import model_F, model_features, model_jvp, model_out
 from sprint_bench.lit.distill import DistillModule
 from sprint_bench.losses.scm import tangents
 from sprint_bench.param.trigflow import SIGMA_DATA, trig_noise
 
 
+def with_backward(fn, wrt: list[torch.Tensor] | None):
+    """``fn``, and with ``wrt`` the backward pass of a fixed random projection of its output after it, returning the
+    gradient on ``wrt`` (flattened): a call that carries gradients is timed and compared with its backward."""
+    if wrt is None:
+        return fn
+    proj = {}
+
+    def call(*args):
+        out = fn(*args)
+        out = out[0] if isinstance(out, tuple) else out  # (F, logvar): F
+        flat = torch.cat([o.flatten() for o in out]) if isinstance(out, list) else out.flatten()
+        if "w" not in proj:
+            proj["w"] = torch.randn(flat.numel(), generator=torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad((flat * proj["w"]).sum(), wrt, allow_unused=True)
+        return torch.cat([g.flatten() for g in grads if g is not None])
+    return call
+
+
 def calls(module: DistillModule, ids: torch.Tensor, gen: torch.Generator) -> dict[str, tuple]:
-    """(fn, args) of each compiled call for the captions ``ids`` (batch b), on inputs shaped as in training."""
+    """(fn, args, grad, wrt) of each compiled call for the captions ``ids`` (batch b), on inputs shaped as in
+    training; ``grad``: run with gradients enabled (the JVP; the calls with a backward); ``wrt``: the tensors whose
+    gradient the backward computes (None: no backward)."""
     res, b = module.cfg.world.resolution, ids.shape[0]
     text, mask = module.text(ids)
     t = torch.rand(b, generator=gen) * 1.5 + 0.05
@@ -28,12 +48,19 @@ def calls(module: DistillModule, ids: torch.Tensor, gen: torch.Generator) -> dic
     tx, tt = tangents(x_t, t, torch.randn(b, 3, res, res, generator=gen))
     guid = module.guidance(torch.full((b,), 3.0))
     two, three = torch.cat([x_t, x_t]), torch.cat([x_t, x_t, x_t])
+    student_params = [p for p in module.student.parameters() if p.requires_grad]
     out = {"teacher_cfg_call_2B": (model_F, (module.teacher, two / SIGMA_DATA, torch.cat([t, t]), text.repeat(2, 1, 1),
-                                             mask.repeat(2, 1), None)),
-           "student_jvp_B": (model_jvp, (module.student, x_t / SIGMA_DATA, t, tx, tt, text, mask, guid))}
+                                             mask.repeat(2, 1), None), False, None),
+           "student_jvp_B": (model_jvp, (module.student, x_t / SIGMA_DATA, t, tx, tt, text, mask, guid), True, None),
+           "student_call_backward_B": (model_out, (module.student, x_t / SIGMA_DATA, t, text, mask, guid), True,
+                                       student_params)}
     if module.disc is not None:
         out["teacher_features_3B"] = (model_features, (module.disc, module.teacher, three / SIGMA_DATA,
-                                                       torch.cat([t, t, t]), text.repeat(3, 1, 1), mask.repeat(3, 1)))
+                                                       torch.cat([t, t, t]), text.repeat(3, 1, 1), mask.repeat(3, 1)),
+                                      False, None)
+        fake = (x_t / SIGMA_DATA).requires_grad_(True)  # a G step's fakes: the gradient reaches them
+        out["teacher_features_backward_B"] = (model_features, (module.disc, module.teacher, fake, t, text, mask),
+                                              True, [fake])
     return out
 
 
@@ -48,10 +75,11 @@ def main(argv=None) -> dict:
               "calls": {}}
     with pinned_threads(args.threads) as pin:
         report["threads"] = pin["threads"]
-        for name, (fn, fargs) in calls(module, dm.caption_ids[:b], torch.Generator().manual_seed(0)).items():
-            # grad mode as in training: the JVP is entered with grad enabled, the teacher's calls under no_grad
-            grad = torch.enable_grad if fn is model_jvp else torch.no_grad
-            fn, compiled = grad()(fn), grad()(torch.compile(fn))
+        entries = calls(module, dm.caption_ids[:b], torch.Generator().manual_seed(0))
+        for name, (fn, fargs, grad, wrt) in entries.items():
+            # grad mode as in training: the JVP and the calls with a backward under grad, the others under no_grad
+            mode = torch.enable_grad if grad else torch.no_grad
+            fn, compiled = mode()(with_backward(fn, wrt)), mode()(with_backward(torch.compile(fn), wrt))
             t0 = time.perf_counter()
             got = compiled(*fargs)
             compile_s = time.perf_counter() - t0

@@ -1,11 +1,12 @@
-"""The distillation's hottest calls through ``torch.compile``: the frozen teacher's CFG call on its 2B batch, the
-student's JVP pass and the frozen teacher's no-grad feature passes for the discriminator heads. Every tensor is an
-explicit input, so one compiled graph serves every training step; a call whose compilation fails runs eagerly.
+"""The distillation's network calls through ``torch.compile``: the frozen teacher's CFG call on its 2B batch, the
+student's JVP pass, the student's own calls (with their backward when they carry gradients) and the frozen teacher's
+feature passes for the discriminator heads (with the backward into a G step's fakes). Every tensor is an explicit
+input, so one compiled graph per grad mode serves every training step; a call whose compilation fails runs eagerly.
 
 Why: eager forward-mode AD materialises the (zero) tangents of weights and pays a convolution or matmul for each,
 plus many small elementwise kernels; inductor drops the zero terms and fuses the rest. On 2 CPU cores the default
-student's JVP at batch 32 takes two fifths of its eager time, the teacher's calls about two thirds (`make
-bench-compile`; docs/RESULTS.md, "Compiling the distillation's hottest calls")."""
+student's JVP at batch 32 takes two fifths of its eager time, the teacher's calls about two thirds, a call with its
+backward about four fifths (`make bench-compile`; docs/RESULTS.md, "Compiling the distillation's hottest calls")."""
 from __future__ import annotations
 
 import logging
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 def model_F(model, x_scaled, t, text, mask, guidance=None, cond=None) -> torch.Tensor:
     """F of a TrigFlow model (``models/trigflow.py``), without its logvar."""
     return model(x_scaled, t, text, mask, guidance, cond=cond)[0]
+
+
+def model_out(model, x_scaled, t, text, mask, guidance=None, cond=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(F, logvar) of a TrigFlow model, as its forward returns them."""
+    return model(x_scaled, t, text, mask, guidance, cond=cond)
 
 
 def model_jvp(model, x_scaled, t, tx, tt, text, mask, guidance, cond=None) -> torch.Tensor:

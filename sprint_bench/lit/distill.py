@@ -11,10 +11,11 @@ import math
 import lightning as L
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
-from sprint_bench.lit.compiled import Compiled, model_F, model_features, model_jvp
+from sprint_bench.lit.compiled import Compiled, model_F, model_features, model_jvp, model_out
 from sprint_bench.lit.teacher import lr_lambda, step_seed
 from sprint_bench.losses.dmd import denoising_loss, dmd_loss
 from sprint_bench.losses.ladd import apply_max_time, d_hinge_loss, g_adv_loss, misaligned, r1_penalty, translate
@@ -136,7 +137,7 @@ class DistillModule(L.LightningModule):
             J = self.compiled(model_jvp)(self.student, x_t / SIGMA_DATA, t, tx, tt, text, mask, guid, cond)
         else:
             J = jvp_finite_difference(F_fn, x_t / SIGMA_DATA, t, tx, tt, d.fd_eps)
-        F, logvar = self.student(x_t / SIGMA_DATA, t, text, mask, guid, cond=cond)
+        F, logvar = self.compiled(model_out)(self.student, x_t / SIGMA_DATA, t, text, mask, guid, cond)
         F_minus = F.detach()
         g = scm_tangent(F_minus, dxt_dt, J, x_t, t, tangent_warmup(k, d.tangent_warmup_steps))
         g, g_norm = normalize_tangent(g, d.tangent_norm_c)
@@ -162,13 +163,13 @@ class DistillModule(L.LightningModule):
         t = sample_t_lognormal(x0.shape[0], d.p_mean, d.p_std, generator=gen, device=self.device)
         t = apply_max_time(t, d.max_time_p, gen)
         x_t = trig_noise(x0, SIGMA_DATA * self.randn(x0, gen), t)
-        F, _ = self.student(x_t / SIGMA_DATA, t, text, mask, self.guidance(w), cond=cond)
+        F, _ = self.compiled(model_out)(self.student, x_t / SIGMA_DATA, t, text, mask, self.guidance(w), cond)
         return x0_from_F(x_t, t, F)
 
     def one_step_from_noise(self, eps, text, mask, w) -> torch.Tensor:
         """The student's one-step x0 from x_T = sigma_d eps at t = T_MAX, as the 1-step sampler draws it."""
         t = torch.full((eps.shape[0],), T_MAX, device=self.device)
-        F, _ = self.student(eps, t, text, mask, self.guidance(w))
+        F, _ = self.compiled(model_out)(self.student, eps, t, text, mask, self.guidance(w))
         return x0_from_F(SIGMA_DATA * eps, t, F)
 
     def student_sample(self, text, mask, w, gen) -> torch.Tensor:
@@ -213,26 +214,29 @@ class DistillModule(L.LightningModule):
         return Discriminator(self.cfg.model.width, d.head_blocks, None if d.d_norm_stats == "shared" else 8,
                              self.text_hidden.shape[-1] if d.d_text_proj else None)
 
-    def teacher_features(self, x_scaled, s, text, mask, cond=None) -> list[torch.Tensor]:
-        """The frozen teacher's features at the heads' blocks: with an autograd graph when gradients must reach
-        ``x_scaled`` (a G step's fakes, R1's reals), else one no-grad call (compiled with ``distill.compile``)."""
-        if torch.is_grad_enabled() and x_scaled.requires_grad:
-            return self.disc.features(self.teacher, x_scaled, s, text, mask, cond)
-        with torch.no_grad():
+    def teacher_features(self, x_scaled, s, text, mask, cond=None, twice=False) -> list[torch.Tensor]:
+        """The frozen teacher's features at the heads' blocks (compiled with ``distill.compile``): with an autograd
+        graph when gradients must reach ``x_scaled`` (a G step's fakes, R1's reals), else one no-grad call. A graph
+        differentiated ``twice`` (R1) is eager and on the MATH attention backend: neither a compiled backward nor
+        the fused CPU attention kernel's backward is differentiable."""
+        if twice:
+            with sdpa_kernel(SDPBackend.MATH):
+                return model_features(self.disc, self.teacher, x_scaled, s, text, mask, cond)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x_scaled.requires_grad):
             return self.compiled(model_features)(self.disc, self.teacher, x_scaled, s, text, mask, cond)
 
     def d_logits(self, x, s, text, mask, cond=None) -> torch.Tensor:
         return self.disc.head_logits(self.teacher_features(x / SIGMA_DATA, s, text, mask, cond), text, mask)
 
-    def d_logits_joint(self, sets, text, mask, cond=None, graph=()) -> list[torch.Tensor]:
+    def d_logits_joint(self, sets, text, mask, cond=None, graph=(), twice=False) -> list[torch.Tensor]:
         """The logits of each (x, s) set (each of the batch's size, same captions) from one pass of the heads over
         all sets, so that shared batch-norm statistics span real and fakes (``d_norm_stats: shared``, ours). The
         teacher's features are taken set by set, with an autograd graph only for the sets whose index is in
-        ``graph`` (the others reach the heads' statistics as constants)."""
+        ``graph`` (the others reach the heads' statistics as constants), differentiated ``twice`` for R1."""
         feats = []
         for i, (x, s) in enumerate(sets):
             with torch.set_grad_enabled(i in graph and torch.is_grad_enabled()):
-                feats.append(self.teacher_features(x / SIGMA_DATA, s, text, mask, cond))
+                feats.append(self.teacher_features(x / SIGMA_DATA, s, text, mask, cond, twice and i in graph))
         n = len(sets)
         return list(self.disc.head_logits([torch.cat(f) for f in zip(*feats)], text.repeat(n, 1, 1),
                                           mask.repeat(n, 1)).chunk(n))
@@ -327,11 +331,12 @@ class DistillModule(L.LightningModule):
             real.requires_grad_(True)
         if d.d_norm_stats == "shared":
             real_logits, *fake_logits = self.d_logits_joint([(real, s_real), *zip(fakes, s_fakes)], text, mask, cond,
-                                                            graph=(0,) if d.r1_weight > 0 else ())
+                                                            graph=(0,) if d.r1_weight > 0 else (),
+                                                            twice=d.r1_weight > 0)
             fake_logits = torch.cat(fake_logits)
         else:  # the teacher sees real and fakes in one call (a condition is tiled to them), the heads apart
             feats = self.teacher_features(torch.cat([real, *fakes]) / SIGMA_DATA, torch.cat([s_real, *s_fakes]),
-                                          text.repeat(n + 1, 1, 1), mask.repeat(n + 1, 1), cond)
+                                          text.repeat(n + 1, 1, 1), mask.repeat(n + 1, 1), cond, d.r1_weight > 0)
             real_logits = self.disc.head_logits([f[:b] for f in feats], text, mask)
             fake_logits = self.disc.head_logits([f[b:] for f in feats], text.repeat(n, 1, 1), mask.repeat(n, 1))
         loss = d_hinge_loss(real_logits, fake_logits)

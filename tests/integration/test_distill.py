@@ -133,22 +133,23 @@ def test_compiled_calls_give_the_eager_scm_gradients(tmp_path, teacher):
         out[flag] = (parts["scm"].detach(), torch.cat([g.flatten() for g in grads if g is not None]),
                      module.__dict__.get("_compiled", {}))
     assert out[False][2] == {}
-    assert sorted(out[True][2]) == ["model_F", "model_jvp"] and all(c.compiled for c in out[True][2].values())
+    assert sorted(out[True][2]) == ["model_F", "model_jvp", "model_out"] and all(c.compiled for c in out[True][2].values())
     torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=0)
     rel = float((out[True][1] - out[False][1]).norm() / out[False][1].norm())
     assert rel < 1e-4 and out[False][1].norm() > 0, f"compiled vs eager sCM gradient: relative error {rel:.2e}"
 
 
-@pytest.mark.parametrize("stats", ["local", "shared"])
-def test_compiled_teacher_features_give_the_eager_ladd_losses(tmp_path, teacher, stats):
-    """distill.compile: the teacher's no-grad feature passes of a D step (and, with shared statistics, of a G step)
-    are compiled; the D loss, the G adversarial term and their gradients equal the eager ones."""
+@pytest.mark.parametrize("stats,r1", [("local", 0.0), ("shared", 0.0), ("local", 1.0)])
+def test_compiled_teacher_features_give_the_eager_ladd_losses(tmp_path, teacher, stats, r1):
+    """distill.compile: the student's calls and the teacher's feature passes of D and G steps are compiled (R1's
+    twice-differentiated pass stays eager); the D loss, the G adversarial term and their gradients equal the eager
+    ones."""
     from sprint_bench.lit.train_distill import build_distill_module, load_matching_teacher
 
     out = {}
     for flag in (False, True):
         cfg = micro(REPO / "experiments/sprint/ladd.yaml", tmp_path, teacher, f"distill.compile={flag}",
-                    f"distill.d_norm_stats={stats}")
+                    f"distill.d_norm_stats={stats}", f"distill.r1_weight={r1}")
         torch.manual_seed(0)
         dm, module = build_distill_module(cfg, *load_matching_teacher(cfg))
         x0, text, mask, cond = module.batch_inputs(next(iter(dm.train_dataloader())))
@@ -160,7 +161,7 @@ def test_compiled_teacher_features_give_the_eager_ladd_losses(tmp_path, teacher,
         flat = [torch.cat([g.flatten() for g in gs if g is not None]) for gs in (d_grads, g_grads)]
         out[flag] = (d_loss.detach(), g_adv.detach(), *flat, module.__dict__.get("_compiled", {}))
     assert out[False][4] == {}
-    assert sorted(out[True][4]) == ["model_features"] and out[True][4]["model_features"].compiled
+    assert sorted(out[True][4]) == ["model_features", "model_out"] and all(c.compiled for c in out[True][4].values())
     for a, b in zip(out[True][:2], out[False][:2]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(out[True][2:4], out[False][2:4]):
@@ -485,12 +486,15 @@ def test_teacher_mismatch_is_a_config_error(tmp_path, teacher):
                                     "distill.head_blocks=[3]"))
 
 
-def test_ddp_two_cpu_processes_keep_parameters_equal(tmp_path, teacher):
-    """Two distillation steps (G then D) under Lightning DDP with 2 gloo processes: every student and
+@pytest.mark.parametrize("compiled", [False, True])
+def test_ddp_two_cpu_processes_keep_parameters_equal(tmp_path, teacher, compiled):
+    """Two distillation steps (G then D) under Lightning DDP with 2 gloo processes, eager and with
+    ``distill.compile`` (compiled backward passes still reach DDP's gradient all-reduce): every student and
     discriminator parameter is equal across ranks afterwards, and the student moved away from its init."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(REPO / "tests" / "integration" / "ddp_distill_run.py"), str(tmp_path), str(teacher)]
+    cmd = [sys.executable, str(REPO / "tests" / "integration" / "ddp_distill_run.py"), str(tmp_path), str(teacher),
+           f"distill.compile={str(compiled).lower()}"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"params_rank{r}.pt") for r in (0, 1))
@@ -499,6 +503,10 @@ def test_ddp_two_cpu_processes_keep_parameters_equal(tmp_path, teacher):
         assert torch.equal(r0[key], r1[key]), f"ranks differ at {key}"
     init = torch.load(tmp_path / "params_init.pt")
     assert any(not torch.equal(init[k], r0[k]) for k in init), "no parameter changed"
+    for r in (0, 1):  # which calls ran compiled (none fell back to eager)
+        names = json.loads((tmp_path / f"compiled_rank{r}.json").read_text())
+        assert names == ({n: True for n in ("model_F", "model_features", "model_jvp", "model_out")} if compiled
+                         else {})
 
 
 def test_cli_distill_then_harness_and_schedule_search(tmp_path, teacher):
@@ -540,7 +548,8 @@ def test_cli_distill_then_harness_and_schedule_search(tmp_path, teacher):
 
 
 def test_bench_compile_times_each_compiled_call_against_its_eager_twin(tmp_path, teacher):
-    """lit/bench_compile.py on a micro hybrid: the three compiled calls, each equal to its eager twin, timed."""
+    """lit/bench_compile.py on a micro hybrid: the five compiled calls (two with their backward), each equal to its
+    eager twin, timed."""
     from sprint_bench.lit.bench_compile import main
 
     overrides = [o for o in MICRO if not o.startswith("distill.compile")] + [
@@ -548,7 +557,8 @@ def test_bench_compile_times_each_compiled_call_against_its_eager_twin(tmp_path,
     rep = main(["--config", str(REPO / "experiments/sprint/hybrid.yaml"), "--steps", "5", "--warmup", "1",
                 "--threads", "1", *overrides])
     assert rep["batch"] == 4 and rep["threads"] == 1 and rep["dtype"] == "float32"
-    assert sorted(rep["calls"]) == ["student_jvp_B", "teacher_cfg_call_2B", "teacher_features_3B"]
+    assert sorted(rep["calls"]) == ["student_call_backward_B", "student_jvp_B", "teacher_cfg_call_2B",
+                                    "teacher_features_3B", "teacher_features_backward_B"]
     for name, c in rep["calls"].items():
         assert c["max_rel_diff"] < 1e-5, name
         assert c["eager_ms_median"] > 0 and c["compiled_ms_median"] > 0 and c["first_call_s"] > 0
