@@ -18,6 +18,12 @@ from sprint_bench.losses.scm import tangents
 from sprint_bench.param.trigflow import SIGMA_DATA, trig_noise
 
 
+def flat(out) -> torch.Tensor:
+    """A call's output as one flat tensor: F of (F, logvar), the features of a list concatenated."""
+    out = out[0] if isinstance(out, tuple) else out
+    return torch.cat([o.flatten() for o in out]) if isinstance(out, list) else out.flatten()
+
+
 def with_backward(fn, wrt: list[torch.Tensor] | None):
     """``fn``, and with ``wrt`` the backward pass of a fixed random projection of its output after it, returning the
     gradient on ``wrt`` (flattened): a call that carries gradients is timed and compared with its backward."""
@@ -26,12 +32,10 @@ def with_backward(fn, wrt: list[torch.Tensor] | None):
     proj = {}
 
     def call(*args):
-        out = fn(*args)
-        out = out[0] if isinstance(out, tuple) else out  # (F, logvar): F
-        flat = torch.cat([o.flatten() for o in out]) if isinstance(out, list) else out.flatten()
+        out = flat(fn(*args))
         if "w" not in proj:
-            proj["w"] = torch.randn(flat.numel(), generator=torch.Generator().manual_seed(1))
-        grads = torch.autograd.grad((flat * proj["w"]).sum(), wrt, allow_unused=True)
+            proj["w"] = torch.randn(out.numel(), generator=torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad((out * proj["w"]).sum(), wrt, allow_unused=True)
         return torch.cat([g.flatten() for g in grads if g is not None])
     return call
 
@@ -84,7 +88,7 @@ def main(argv=None) -> dict:
             got = compiled(*fargs)
             compile_s = time.perf_counter() - t0
             ref = fn(*fargs)
-            got, ref = (torch.cat([g.flatten() for g in x]) if isinstance(x, list) else x for x in (got, ref))
+            got, ref = flat(got), flat(ref)
             t = interleaved({"eager": lambda: fn(*fargs), "compiled": lambda: compiled(*fargs)}, args.steps,
                             args.warmup)
             eager_ms, comp_ms = statistics.median(t["eager"]), statistics.median(t["compiled"])

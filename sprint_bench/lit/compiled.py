@@ -19,14 +19,14 @@ from sprint_bench.losses.scm import jvp_autograd
 log = logging.getLogger(__name__)
 
 
-def model_F(model, x_scaled, t, text, mask, guidance=None, cond=None) -> torch.Tensor:
-    """F of a TrigFlow model (``models/trigflow.py``), without its logvar."""
-    return model(x_scaled, t, text, mask, guidance, cond=cond)[0]
-
-
 def model_out(model, x_scaled, t, text, mask, guidance=None, cond=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(F, logvar) of a TrigFlow model, as its forward returns them."""
+    """(F, logvar) of a TrigFlow model (``models/trigflow.py``), as its forward returns them."""
     return model(x_scaled, t, text, mask, guidance, cond=cond)
+
+
+def model_F(model, x_scaled, t, text, mask, guidance=None, cond=None) -> torch.Tensor:
+    """F of a TrigFlow model, without its logvar."""
+    return model_out(model, x_scaled, t, text, mask, guidance, cond)[0]
 
 
 def model_jvp(model, x_scaled, t, tx, tt, text, mask, guidance, cond=None) -> torch.Tensor:
