@@ -39,22 +39,63 @@ def model_features(disc, teacher, x_scaled, s, text, mask, cond=None) -> list[to
     return disc.features(teacher, x_scaled, s, text, mask, cond)
 
 
+def _tensors(out) -> list[torch.Tensor]:
+    """The tensors of a call's output: a tensor, or a tuple / list of tensors and Nones."""
+    return [out] if isinstance(out, torch.Tensor) else [o for o in out if isinstance(o, torch.Tensor)]
+
+
+def _grad_inputs(args) -> list[torch.Tensor]:
+    """What a backward through a call on ``args`` reaches: its tensor arguments and its modules' parameters that
+    require gradients."""
+    out = []
+    for a in args:
+        if isinstance(a, torch.nn.Module):
+            out += [p for p in a.parameters() if p.requires_grad]
+        elif isinstance(a, torch.Tensor) and a.requires_grad:
+            out.append(a)
+    return out
+
+
 class Compiled:
     """``fn`` compiled by inductor at its first call (tens of seconds on 2 CPU cores; later calls with the same
     shapes reuse the graph). If compiling or running the compiled ``fn`` raises (inductor needs a C++ compiler on
-    CPU), one warning is logged and ``fn`` runs eagerly from then on: the same result, only slower."""
+    CPU), one warning is logged and ``fn`` runs eagerly from then on: the same result, only slower.
+
+    A compiled backward is compiled at its first use, inside the caller's ``backward()``, where no fallback can
+    catch it: so the first call with a graph, per input signature, first takes a backward of its own
+    (``check_backward``)."""
 
     def __init__(self, fn: Callable[..., torch.Tensor]):
         self.name, self.fn = fn.__name__, torch.compile(fn)
         self.eager, self.compiled = fn, True
+        self.backward_checked: set[tuple] = set()
 
     def __call__(self, *args) -> torch.Tensor:
         if self.compiled:
             try:
-                return self.fn(*args)
+                out = self.fn(*args)
+                self.check_backward(out, args)
+                return out
             except Exception as e:  # noqa: BLE001 - any compiler failure: fall back to the eager call
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 log.warning("torch.compile of %s failed (%s: %s); running it eagerly", self.name,
                             type(e).__name__, first[:200])
                 self.compiled, self.fn = False, self.eager
         return self.fn(*args)
+
+    def check_backward(self, out, args) -> None:
+        """Once per input signature (types, shapes, requires_grad) of a call whose output carries a graph, run the
+        compiled forward and backward on detached copies of the inputs, so that the backward's compilation fails
+        here, not in the caller's ``backward()``. Its gradients go to ``autograd.grad`` and are dropped: no ``.grad``
+        changes, and the caller's graph is untouched (a compiled backward may run only once on a graph)."""
+        if not any(o.requires_grad for o in _tensors(out)):
+            return
+        key = tuple((tuple(a.shape), a.requires_grad) if isinstance(a, torch.Tensor) else type(a).__name__
+                    for a in args) + (len(_grad_inputs(args)),)
+        if key in self.backward_checked:
+            return
+        copies = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.requires_grad else a for a in args]
+        outs, inputs = [o for o in _tensors(self.fn(*copies)) if o.requires_grad], _grad_inputs(copies)
+        if outs and inputs:
+            torch.autograd.grad(outs, inputs, [torch.ones_like(o) for o in outs], allow_unused=True)
+        self.backward_checked.add(key)

@@ -1,6 +1,6 @@
 """lit/compiled.py: the compiled JVP pass and teacher call give the eager results through a micro student (with
 guidance embedding and logvar head), follow its weights as they change, and a compiler failure falls back to the
-eager call with one warning."""
+eager call with one warning, a failure of the compiled backward too, before the caller's backward."""
 import logging
 
 import pytest
@@ -80,3 +80,66 @@ def test_compile_failure_falls_back_to_eager(student, monkeypatch, caplog):
         "torch.compile of model_jvp failed (RuntimeError: no C++ compiler found); running it eagerly"]
     torch.testing.assert_close(J, cl.model_jvp(student, *args), rtol=0, atol=0)
     torch.testing.assert_close(J2, J, rtol=0, atol=0)
+
+
+def _zero_grads(model):
+    for p in model.parameters():
+        p.grad = None
+
+
+def _grads(model) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_compiled_call_takes_its_backward_once_and_accumulates_nothing(student):
+    xs, t, _, _, text, mask, w, cond = _args()
+    call = cl.Compiled(cl.model_out)
+    _zero_grads(student)
+    F, logvar = call(student, xs, t, text, mask, w, cond)
+    assert call.compiled and len(call.backward_checked) == 1
+    assert all(p.grad is None for p in student.parameters())  # the check wrote into no .grad
+    (F.square().mean() + logvar.mean()).backward()  # the graph was kept for the caller
+    compiled_grads = _grads(student)
+    _zero_grads(student)
+    F_e, logvar_e = cl.model_out(student, xs, t, text, mask, w, cond)
+    (F_e.square().mean() + logvar_e.mean()).backward()
+    eager_grads = _grads(student)
+    _zero_grads(student)
+    assert len(compiled_grads) == len(eager_grads) == sum(1 for p in student.parameters() if p.requires_grad)
+    assert max(_rel(a, b) for a, b in zip(compiled_grads, eager_grads) if b.norm() > 0) < 1e-4
+    call(student, xs, t, text, mask, w, cond)
+    assert len(call.backward_checked) == 1  # same signature: checked once
+
+
+def test_backward_compile_failure_falls_back_before_the_callers_backward(student, monkeypatch, caplog):
+    from torch._dynamo.backends.common import aot_autograd
+
+    def no_backward(_gm, _inputs):
+        raise RuntimeError("backward compiler failed")
+
+    compile_ = torch.compile
+    backend = aot_autograd(fw_compiler=lambda gm, _inputs: gm, bw_compiler=no_backward)
+    monkeypatch.setattr(cl.torch, "compile", lambda fn: compile_(fn, backend=backend))
+    torch._dynamo.reset()
+    try:
+        xs, t, _, _, text, mask, w, cond = _args(2)
+        call = cl.Compiled(cl.model_out)
+        with torch.no_grad():
+            call(student, xs, t, text, mask, w, cond)
+        assert call.compiled  # no graph, no backward: the compiled forward serves
+        _zero_grads(student)
+        with caplog.at_level(logging.WARNING, logger=cl.__name__):
+            F, logvar = call(student, xs, t, text, mask, w, cond)
+        assert not call.compiled
+        assert [r.getMessage() for r in caplog.records if "torch.compile of" in r.getMessage()] == [
+            "torch.compile of model_out failed (RuntimeError: backward compiler failed); running it eagerly"]
+        F.square().mean().backward()  # the eager graph: the caller's backward runs
+        got = _grads(student)
+        _zero_grads(student)
+        F_e, _ = cl.model_out(student, xs, t, text, mask, w, cond)
+        F_e.square().mean().backward()
+        for a, b in zip(got, _grads(student), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        _zero_grads(student)
+    finally:
+        torch._dynamo.reset()
