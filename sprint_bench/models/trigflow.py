@@ -85,11 +85,16 @@ class TrigFlowModel(nn.Module):
         if self.logvar_head is not None:
             nn.init.zeros_(self.logvar_head.weight)
             nn.init.zeros_(self.logvar_head.bias)
-        self._emb = None
-        transformer.time_embed.register_forward_hook(self._keep_embedding)
+        self._emb, self._in_forward = None, False
+        if self.logvar_head is not None:
+            transformer.time_embed.register_forward_hook(self._keep_embedding)
 
     def _keep_embedding(self, module, args, output):
-        self._emb = output[1]  # (adaLN modulation, summed embedding e)
+        """The logvar head's input, the summed embedding e of (adaLN modulation, e), kept during this wrapper's own
+        forward only: a copy of the transformer carries the hook, bound to a copy of this wrapper that nothing calls
+        (a student re-wrapped after loading), and under the JVP a kept dual tensor stops inductor."""
+        if self._in_forward:
+            self._emb = output[1]
 
     def velocity(self, x_fm: torch.Tensor, tau: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
                  guidance: torch.Tensor | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -114,7 +119,11 @@ class TrigFlowModel(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(F, logvar): F has the shape of x_scaled; logvar is (B,) or None. t has shape (B,)."""
         t = t.reshape(-1).to(x_scaled.dtype).expand(x_scaled.shape[0])
-        v = self.velocity(fm_input(x_scaled, t), tau_from_t(t), text, mask, guidance, cond)
+        self._in_forward = True
+        try:
+            v = self.velocity(fm_input(x_scaled, t), tau_from_t(t), text, mask, guidance, cond)
+        finally:
+            self._in_forward = False
         F = trigflow_output(x_scaled, t, v)
         logvar = None
         if self.logvar_head is not None:

@@ -170,6 +170,26 @@ def test_compiled_teacher_features_give_the_eager_ladd_losses(tmp_path, teacher,
         assert rel < 1e-4 and b.norm() > 0, f"compiled vs eager LADD gradient: relative error {rel:.2e}"
 
 
+class _CompiledCalls(L.Callback):
+    calls = None
+
+    def on_train_end(self, trainer, pl_module):
+        _CompiledCalls.calls = {n: c.compiled for n, c in pl_module.__dict__.get("_compiled", {}).items()}
+
+
+def test_second_stage_runs_every_call_compiled(tmp_path, teacher):
+    """`make best-student`'s last stage (a student from an export, EMA, ODE regression, DMD, heads) trains with every
+    call compiled, none fallen back to eager (its JVP used to: the loaded student's transformer carried a hook of the
+    loading wrapper)."""
+    from sprint_bench.lit.train_distill import train_distill
+
+    path = REPO / "experiments/sprint/best/4-second-stage-dmd.yaml"
+    first = train_distill(micro(path, tmp_path / "first", teacher, "train.max_steps=2", "distill.student_init=null"))
+    train_distill(micro(path, tmp_path, teacher, "train.max_steps=2", f"distill.student_init={first}",
+                        "distill.compile=true"), extra_callbacks=[_CompiledCalls()])
+    assert _CompiledCalls.calls == {n: True for n in ("model_F", "model_features", "model_jvp", "model_out")}
+
+
 class _Phases(L.Callback):
     def __init__(self):
         self.phases, self.updates = [], None

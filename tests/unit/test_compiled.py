@@ -66,6 +66,22 @@ def test_compiled_jvp_and_call_equal_eager(student):
     assert _rel(J2, J2_eager) < 1e-5 and _rel(J2_eager, J_eager) > 1e-2
 
 
+def test_jvp_of_a_rewrapped_student_compiles(student):
+    """A student whose transformer was copied out of a wrapper and wrapped again (``distill.student_init``, the EMA)
+    compiles its JVP: the copied hook of the old wrapper keeps nothing (it kept a dual tensor, which inductor cannot
+    compile: every second stage's JVP ran eagerly)."""
+    import copy
+
+    again = TrigFlowModel(copy.deepcopy(student.transformer)).requires_grad_(True)  # the fixture's has a logvar hook
+    stale = [h.__self__ for h in again.transformer.time_embed._forward_hooks.values()]
+    jvp = cl.Compiled(cl.model_jvp)
+    args = _args(2)
+    J = jvp(again, *args)
+    assert jvp.compiled, "the JVP of a re-wrapped student fell back to eager"
+    assert _rel(J, cl.model_jvp(again, *args)) < 1e-5
+    assert len(stale) == 1 and stale[0] is not again and stale[0]._emb is None
+
+
 def test_compile_failure_falls_back_to_eager(student, monkeypatch, caplog):
     def broken(*_args, **_kwargs):
         raise RuntimeError("no C++ compiler found")
