@@ -190,6 +190,24 @@ def test_second_stage_runs_every_call_compiled(tmp_path, teacher):
     assert _CompiledCalls.calls == {n: True for n in ("model_F", "model_features", "model_jvp", "model_out")}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("path", YAMLS, ids=[str(p.relative_to(REPO / "experiments")) for p in YAMLS])
+def test_every_experiment_yaml_runs_compiled(path, tmp_path_factory, teacher):
+    """Every experiment YAML, two micro steps with ``distill.compile`` on as it trains by default: each compiled call
+    stays compiled (a fallback to eager gives the same numbers, slower, so only this check sees one)."""
+    from sprint_bench.lit.train_distill import train_distill
+
+    out = tmp_path_factory.mktemp("compiled")
+    extra = ("train.max_steps=2", "distill.compile=true")
+    cfg = micro(path, out, teacher, *extra)
+    if cfg.distill.student_init:
+        first = train_distill(micro(path, out / "first", teacher, "train.max_steps=2", "distill.student_init=null"))
+        cfg = micro(path, out, teacher, *extra, f"distill.student_init={first}")
+    _CompiledCalls.calls = None
+    train_distill(cfg, extra_callbacks=[_CompiledCalls()])
+    assert _CompiledCalls.calls and all(_CompiledCalls.calls.values()), _CompiledCalls.calls
+
+
 class _Phases(L.Callback):
     def __init__(self):
         self.phases, self.updates = [], None
