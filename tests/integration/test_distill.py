@@ -40,20 +40,27 @@ def micro(path, out: Path, teacher: Path, *extra: str):
                                       f"tracking.tracking_uri=sqlite:///{out / 'mlflow.db'}", *extra])
 
 
+def train_micro(path, out: Path, teacher: Path, *extra: str, callbacks=()):
+    """(config, export) of two micro steps of ``path``; a second stage (``distill.student_init``) starts from a micro
+    run of the same YAML from the teacher, which stands in for its init."""
+    from sprint_bench.lit.train_distill import train_distill
+
+    cfg = micro(path, out, teacher, "train.max_steps=2", *extra)
+    if cfg.distill.student_init:
+        first = train_distill(micro(path, out / "first-stage", teacher, "train.max_steps=2",
+                                    "distill.student_init=null"))
+        cfg = micro(path, out, teacher, "train.max_steps=2", *extra, f"distill.student_init={first}")
+    return cfg, train_distill(cfg, extra_callbacks=callbacks)
+
+
 def meta(export: Path) -> dict:
     return json.loads((export / "sprint_bench.json").read_text())
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=[str(p.relative_to(REPO / "experiments")) for p in YAMLS])
 def test_every_experiment_yaml_smoke_runs(path, tmp_path_factory, teacher):
-    from sprint_bench.lit.train_distill import train_distill
-
     out = tmp_path_factory.getbasetemp() / "smoke"  # shared: the rendered data and caption cache are reused
-    cfg = micro(path, out, teacher, "train.max_steps=2")
-    if cfg.distill.student_init:  # a second stage: a micro run of the YAML from the teacher stands in for its init
-        first = train_distill(micro(path, out / "first-stage", teacher, "train.max_steps=2", "distill.student_init=null"))
-        cfg = micro(path, out, teacher, "train.max_steps=2", f"distill.student_init={first}")
-    export = train_distill(cfg)
+    cfg, export = train_micro(path, out, teacher)
     m = meta(export)
     assert m["kind"] == "scm_student" and m["global_step"] == 2 and m["k"] == 2 and m["skipped_steps"] == 0
     assert (export / "transformer").is_dir() and (export / "scheduler" / "scheduler_config.json").exists()
@@ -177,17 +184,19 @@ class _CompiledCalls(L.Callback):
         _CompiledCalls.calls = {n: c.compiled for n, c in pl_module.__dict__.get("_compiled", {}).items()}
 
 
+def compiled_calls(path, out: Path, teacher: Path) -> dict:
+    """Which calls ran compiled (none fallen back to eager) in two micro steps of ``path`` with distill.compile on."""
+    _CompiledCalls.calls = None
+    train_micro(path, out, teacher, "distill.compile=true", callbacks=[_CompiledCalls()])
+    return _CompiledCalls.calls
+
+
 def test_second_stage_runs_every_call_compiled(tmp_path, teacher):
     """`make best-student`'s last stage (a student from an export, EMA, ODE regression, DMD, heads) trains with every
     call compiled, none fallen back to eager (its JVP used to: the loaded student's transformer carried a hook of the
     loading wrapper)."""
-    from sprint_bench.lit.train_distill import train_distill
-
-    path = REPO / "experiments/sprint/best/4-second-stage-dmd.yaml"
-    first = train_distill(micro(path, tmp_path / "first", teacher, "train.max_steps=2", "distill.student_init=null"))
-    train_distill(micro(path, tmp_path, teacher, "train.max_steps=2", f"distill.student_init={first}",
-                        "distill.compile=true"), extra_callbacks=[_CompiledCalls()])
-    assert _CompiledCalls.calls == {n: True for n in ("model_F", "model_features", "model_jvp", "model_out")}
+    calls = compiled_calls(REPO / "experiments/sprint/best/4-second-stage-dmd.yaml", tmp_path, teacher)
+    assert calls == {n: True for n in ("model_F", "model_features", "model_jvp", "model_out")}
 
 
 @pytest.mark.slow
@@ -195,17 +204,8 @@ def test_second_stage_runs_every_call_compiled(tmp_path, teacher):
 def test_every_experiment_yaml_runs_compiled(path, tmp_path_factory, teacher):
     """Every experiment YAML, two micro steps with ``distill.compile`` on as it trains by default: each compiled call
     stays compiled (a fallback to eager gives the same numbers, slower, so only this check sees one)."""
-    from sprint_bench.lit.train_distill import train_distill
-
-    out = tmp_path_factory.mktemp("compiled")
-    extra = ("train.max_steps=2", "distill.compile=true")
-    cfg = micro(path, out, teacher, *extra)
-    if cfg.distill.student_init:
-        first = train_distill(micro(path, out / "first", teacher, "train.max_steps=2", "distill.student_init=null"))
-        cfg = micro(path, out, teacher, *extra, f"distill.student_init={first}")
-    _CompiledCalls.calls = None
-    train_distill(cfg, extra_callbacks=[_CompiledCalls()])
-    assert _CompiledCalls.calls and all(_CompiledCalls.calls.values()), _CompiledCalls.calls
+    calls = compiled_calls(path, tmp_path_factory.mktemp("compiled"), teacher)
+    assert calls and all(calls.values()), calls
 
 
 class _Phases(L.Callback):
