@@ -1,7 +1,8 @@
 """`sprint-bench train-controlnet` (`make controlnet-teacher`): train a ControlNet on top of the frozen teacher with
 the flow-matching objective and the edge map of each training image as condition (SANA-Sprint §4.4, App. F.3;
 method reference §10); resumable like every trainer (newest checkpoint, same MLflow run); exported self-contained
-(base transformer + ControlNet) and, unless asked otherwise, released to ``releases/controlnet-teacher``."""
+(base transformer + ControlNet); released to ``releases/controlnet-teacher`` only with ``--release`` (as
+`make controlnet-teacher` passes)."""
 from __future__ import annotations
 
 import logging

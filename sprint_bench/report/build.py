@@ -1,6 +1,6 @@
 """`sprint-bench report`: the paper-style report of a suite, built only from MLflow (search_runs + artifacts):
-reports/<suite>/report.md, a self-contained report.html, table2.tex, pareto.png and the sample grids; the Pareto
-plot and the report are also logged to MLflow as a run of kind "report".
+reports/<suite>/report.md, a self-contained report.html, table2.tex, table3.tex, pareto.png and the sample grids;
+the Pareto plot and the report are also logged to MLflow as a run of kind "report".
 
 ControlNet (edge-map conditioned) rows are kept out of Tables 2/3 and the Pareto plot (they see the layout, so their
 FD / GenEval are not comparable with text-only generation) and reported in their own table (table4.tex) beside the

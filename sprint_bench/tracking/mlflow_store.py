@@ -1,5 +1,6 @@
-"""MLflow store resolution (DESIGN.md §5): SQLite `mlflow.db` at the project root unless MLFLOW_TRACKING_URI or the
-config says otherwise; artifacts under an explicit absolute location; telemetry off."""
+"""MLflow store resolution (DESIGN.md §5): SQLite `mlflow.db` in SPRINT_BENCH_HOME, else the current directory (the
+repository root under make), unless MLFLOW_TRACKING_URI or the config says otherwise; artifacts under an explicit
+absolute location; telemetry off."""
 from __future__ import annotations
 
 import os

@@ -5,8 +5,8 @@
 Random uint8 images at ``--resolution`` (default 32) go through the full extractor path (PIL bicubic resize to 224,
 normalisation, network, average pool) in batches of ``--batch-size``; one JSON line is written to stdout with
 images/s overall and the split between preprocessing and network time. A warm-up batch is excluded.
-The default batch of 64 is the benchmark's reference setting; the extractor itself defaults to 16, which was faster
-on this 2-core machine (try ``--batch-size 16``).
+The default batch is the extractor's own, 16 (`make bench-eval` passes it too), which was faster than 64 on the
+2-core dev machine (docs/RESULTS.md, "Evaluation speed").
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=512, help="images to time (after one warm-up batch)")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--resolution", type=int, default=32, help="side of the input images before the 224 resize")
     ap.add_argument("--seed", type=int, default=0)
