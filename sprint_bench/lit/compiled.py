@@ -56,6 +56,19 @@ def _grad_inputs(args) -> list[torch.Tensor]:
     return out
 
 
+def _signature(args) -> tuple:
+    """What decides whether a call needs a backward graph of its own: each tensor's shape, dtype, device and
+    requires_grad, each module's parameter dtypes and devices, the other arguments' types, and how many tensors a
+    backward reaches."""
+    def one(a):
+        if isinstance(a, torch.Tensor):
+            return tuple(a.shape), a.dtype, a.device, a.requires_grad
+        if isinstance(a, torch.nn.Module):
+            return type(a).__name__, tuple(sorted({(str(p.dtype), str(p.device)) for p in a.parameters()}))
+        return type(a).__name__
+    return tuple(one(a) for a in args) + (len(_grad_inputs(args)),)
+
+
 class Compiled:
     """``fn`` compiled by inductor at its first call (tens of seconds on 2 CPU cores; later calls with the same
     shapes reuse the graph). If compiling or running the compiled ``fn`` raises (inductor needs a C++ compiler on
@@ -84,14 +97,13 @@ class Compiled:
         return self.fn(*args)
 
     def check_backward(self, out, args) -> None:
-        """Once per input signature (types, shapes, requires_grad) of a call whose output carries a graph, run the
-        compiled forward and backward on detached copies of the inputs, so that the backward's compilation fails
-        here, not in the caller's ``backward()``. Its gradients go to ``autograd.grad`` and are dropped: no ``.grad``
-        changes, and the caller's graph is untouched (a compiled backward may run only once on a graph)."""
+        """Once per input signature (``_signature``) of a call whose output carries a graph, run the compiled forward
+        and backward on detached copies of the inputs, so that the backward's compilation fails here, not in the
+        caller's ``backward()``. Its gradients go to ``autograd.grad`` and are dropped: no ``.grad`` changes, and the
+        caller's graph is untouched (a compiled backward may run only once on a graph)."""
         if not any(o.requires_grad for o in _tensors(out)):
             return
-        key = tuple((tuple(a.shape), a.requires_grad) if isinstance(a, torch.Tensor) else type(a).__name__
-                    for a in args) + (len(_grad_inputs(args)),)
+        key = _signature(args)
         if key in self.backward_checked:
             return
         copies = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.requires_grad else a for a in args]

@@ -159,3 +159,29 @@ def test_backward_compile_failure_falls_back_before_the_callers_backward(student
         _zero_grads(student)
     finally:
         torch._dynamo.reset()
+
+
+def test_backward_is_checked_again_for_a_new_dtype_of_inputs_or_weights(monkeypatch):
+    """A new dtype of an input or of a module's weights needs a backward graph of its own, so it is checked anew; the
+    same signature again is not (torch.compile stubbed by the eager function: only the bookkeeping is under test; the
+    device enters the signature the same way, untestable on a CPU-only machine)."""
+    monkeypatch.setattr(cl.torch, "compile", lambda fn: fn)
+
+    def lin(m, x):
+        return m(x.to(m.weight.dtype))
+
+    call, m = cl.Compiled(lin), torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3, requires_grad=True)
+    call(m, x)
+    call(m, torch.randn(4, 3, requires_grad=True))
+    assert len(call.backward_checked) == 1
+    call(m, x.double())  # the input's dtype
+    assert len(call.backward_checked) == 2
+    call(m.double(), x)  # the weights' dtype
+    assert len(call.backward_checked) == 3
+    call(m, x.detach())  # the input no longer requires grad
+    assert len(call.backward_checked) == 4
+    with torch.no_grad():
+        call(m, torch.randn(5, 3))  # no graph, nothing to check
+    assert len(call.backward_checked) == 4
+    assert call.compiled
