@@ -243,8 +243,8 @@ def test_extraction_keeps_freed_memory_for_reuse(effnet, gen, monkeypatch):
         """Minor page faults of one extraction, from glibc's start-up allocator state: the earlier tests' frees
         given back, mmap and trim thresholds at their defaults (128 KiB)."""
         libc.malloc_trim(0)
-        libc.mallopt(-3, 128 << 10)
-        libc.mallopt(-1, 128 << 10)
+        libc.mallopt(extractors._M_MMAP_THRESHOLD, 128 << 10)
+        libc.mallopt(extractors._M_TRIM_THRESHOLD, 128 << 10)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         feats = effnet(imgs)
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, feats
