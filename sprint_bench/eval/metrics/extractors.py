@@ -70,11 +70,11 @@ def freed_memory_kept():
     """While inside, glibc keeps freed blocks of any size in the heap for reuse (no mmap per large block, no trimming).
 
     A batch of 16 images at 224x224 has activations of up to ~80 MB, above glibc's mmap threshold: each is mapped
-    fresh and unmapped when freed, so every batch faults its pages in anew (7x the page faults over 64 images on the
-    dev CPU; ``tests/unit/test_fd_kid.py`` asserts more than 3x). Kept in the heap, they are reused: the same
-    arithmetic, and extracting 2,212 images' features took 18 s instead of 31 s on a 2-core CPU (docs/RESULTS.md). On
-    leaving, the thresholds are set to where glibc's dynamic rule ends (mmap 32 MiB, trim 64 MiB), so the next free
-    gives back what the heap holds above 64 MiB. Yields False, and does nothing, where the C library is not glibc."""
+    fresh and unmapped when freed, so every batch faults its pages in anew (3-9x the page faults over 64 images on
+    the dev CPU, 7-17x over 128; ``tests/unit/test_fd_kid.py`` asserts more than 3x over 128). Kept in the heap, they
+    are reused: the same arithmetic, and extracting 2,212 images' features took 18 s instead of 31 s on a 2-core CPU
+    (docs/RESULTS.md). On leaving, the thresholds are set to where glibc's dynamic rule ends (mmap 32 MiB, trim
+    64 MiB), so the next free gives back what the heap holds above 64 MiB. Yields False, and does nothing, where the C library is not glibc."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
