@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from sprint_bench.config import config_hash, from_dict, to_dict
 from sprint_bench.models.controlnet import ControlledFlowBackbone, SanaControlNet
+from sprint_bench.models.sana import load_sana
 
 WEIGHTS = "controlnet/controlnet.safetensors"
 CONFIG = "controlnet/config.json"
@@ -62,7 +63,7 @@ def load_controlnet_teacher(path: str | Path):
     if meta.get("kind") != "controlnet_teacher":
         raise ValueError(f"{meta_file} describes a {meta.get('kind')!r}, not a 'controlnet_teacher'")
     cfg = from_dict(meta["config"])
-    transformer = SanaTransformer2DModel.from_pretrained(path / "transformer")
+    transformer = load_sana(path / "transformer")
     backbone = ControlledFlowBackbone(transformer, load_controlnet(transformer, path),
                                       conditioning_scale=meta["control"]["conditioning_scale"])
     return cfg, backbone.eval().requires_grad_(False), meta

@@ -11,10 +11,11 @@ import shutil
 import uuid
 from pathlib import Path
 
-from diffusers import SanaTransformer2DModel, SCMScheduler
+from diffusers import SCMScheduler
 
 from sprint_bench.config import config_hash, from_dict, to_dict
 from sprint_bench.models.control_export import control_meta, load_controlnet, save_controlnet
+from sprint_bench.models.sana import load_sana
 from sprint_bench.models.trigflow import TrigFlowModel
 from sprint_bench.param.trigflow import SIGMA_DATA
 from sprint_bench.samplers.scm import validate_schedule
@@ -102,7 +103,7 @@ def load_student(path: str | Path):
         raise ValueError(f"{path / META} describes a {meta.get('kind')!r}, not an 'scm_student'")
     meta["schedules"] = {int(k): tuple(v) for k, v in meta["schedules"].items()}
     cfg = from_dict(meta["config"])
-    transformer = SanaTransformer2DModel.from_pretrained(path / "transformer")
+    transformer = load_sana(path / "transformer")
     control = meta.get("control")
     model = TrigFlowModel(transformer, logvar=False,
                           controlnet=load_controlnet(transformer, path) if control else None,

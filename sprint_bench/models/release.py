@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from diffusers import SanaTransformer2DModel
-
 from sprint_bench.config import config_hash, from_dict, to_dict
-from sprint_bench.models.sana import FlowBackbone
+from sprint_bench.models.sana import FlowBackbone, load_sana
 
 RELEASED_TEACHER = Path(__file__).resolve().parents[2] / "releases" / "teacher"
 RELEASED_CONTROLNET_TEACHER = RELEASED_TEACHER.with_name("controlnet-teacher")
@@ -33,7 +31,7 @@ def load_teacher(path: str | Path | None = None):
         raise FileNotFoundError(f"no exported teacher at {path}: missing {meta_file.name}{hint}")
     meta = json.loads(meta_file.read_text())
     cfg = from_dict(meta["config"])
-    transformer = SanaTransformer2DModel.from_pretrained(path / "transformer")
+    transformer = load_sana(path / "transformer")
     return cfg, FlowBackbone(transformer).eval().requires_grad_(False), meta
 
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import torch
 from diffusers import SanaTransformer2DModel
+from diffusers.utils import is_accelerate_available
 
 from sprint_bench.models.text_encoder import HIDDEN_SIZE
+
+
+def load_sana(folder) -> SanaTransformer2DModel:
+    """A saved SanaTransformer2DModel from a local folder. Meta-device loading only where `accelerate` is installed:
+    without it diffusers falls back to ordinary loading anyway, after a warning per call."""
+    return SanaTransformer2DModel.from_pretrained(folder, low_cpu_mem_usage=is_accelerate_available())
 
 
 def build_sana(model_cfg, in_channels: int, sample_size: int, caption_channels: int = HIDDEN_SIZE,

@@ -1,8 +1,10 @@
 """The teacher backbone is diffusers' SanaTransformer2DModel as SANA-Sprint configures it."""
+import logging
+
 import torch
 from diffusers.models.normalization import RMSNorm
 
-from sprint_bench.models.sana import FlowBackbone, build_sana
+from sprint_bench.models.sana import FlowBackbone, build_sana, load_sana
 
 
 def test_qk_rmsnorm_across_heads_in_self_and_cross_attention(micro_cfg):
@@ -38,3 +40,21 @@ def test_caption_mask_is_respected(micro_cfg):
     text2[:, 4:] = torch.randn(1, 12, 384)  # padding tokens must not matter
     with torch.no_grad():
         assert torch.allclose(f(x, torch.tensor([0.3]), text, mask), f(x, torch.tensor([0.3]), text2, mask), atol=1e-5)
+
+
+def test_load_sana_restores_the_weights_without_the_accelerate_warning(micro_cfg, tmp_path):
+    torch.manual_seed(0)
+    tr = build_sana(micro_cfg.model, in_channels=3, sample_size=32)
+    tr.save_pretrained(tmp_path / "transformer", safe_serialization=True)
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    diffusers_logger = logging.getLogger("diffusers")  # diffusers' root logger: it does not propagate to ours
+    diffusers_logger.addHandler(handler)
+    try:
+        loaded = load_sana(tmp_path / "transformer")
+    finally:
+        diffusers_logger.removeHandler(handler)
+    assert not [r for r in records if "accelerate" in r.getMessage()]  # diffusers warns per load without it
+    assert loaded.state_dict().keys() == tr.state_dict().keys()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in tr.state_dict().items())
