@@ -36,7 +36,22 @@ def test_a_folder_of_renders_is_scored_and_blurred_like_the_renders(tmp_path):
     assert blurred["overall"] < sharp["overall"] and blurred["images_from"] == str(tmp_path)
 
 
-@pytest.mark.parametrize("bad", [["--blur", "-1"], ["--n", "0"], ["--noise", "-0.5"], ["--folder", "."]])
+def test_an_unsharp_mask_restores_blurred_renders_and_is_the_identity_on_flat_images():
+    blurred = bench.main(["--n", "120", "--noise", "0", "--blur", "1.2"])
+    restored = bench.main(["--n", "120", "--noise", "0", "--blur", "1.2", "--sharpen", "1.0"])
+    assert restored["sharpen"] == 1.0 and restored["sharpen_std_px"] == 1.0 and blurred["sharpen"] == 0.0
+    assert blurred["overall"] < 0.8 and restored["overall"] > blurred["overall"] + 0.15
+    flat = np.full((8, 8, 3), 77, dtype=np.uint8)
+    assert np.array_equal(bench.degrade(flat, 0.0, 0.0, np.random.default_rng(0), sharpen=2.0), flat)
+    step = np.zeros((8, 8, 3), dtype=np.uint8)
+    step[:, 4:] = 200
+    sharpened = bench.degrade(step, 0.0, 0.0, np.random.default_rng(0), sharpen=1.0).astype(int)
+    assert sharpened[0, 3, 0] == 0 and sharpened[0, 4, 0] == 255  # under- and overshoot at the edge, clipped
+    assert sharpened[0, 0, 0] == 0 and sharpened[0, 7, 0] == 200  # far from the edge, unchanged
+
+
+@pytest.mark.parametrize("bad", [["--blur", "-1"], ["--n", "0"], ["--noise", "-0.5"], ["--folder", "."],
+                                 ["--sharpen", "-1"], ["--sharpen-sigma", "0"]])
 def test_bad_arguments_are_refused(bad):
     with pytest.raises(SystemExit):
         bench.main(bad)
