@@ -22,3 +22,17 @@ def micro_cfg():
     from sprint_bench.config import load_config
 
     return load_config(REPO / "experiments" / "micro.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher():
+    """(config, teacher): a one-block, width-32 SANA transformer of the default world, random weights (seed 0)."""
+    import torch
+
+    from sprint_bench.config import load_config
+    from sprint_bench.models.sana import build_sana
+
+    cfg = load_config(REPO / "experiments" / "base.yaml",
+                      ["model.width=32", "model.depth=1", "model.heads=2", "model.cross_heads=2"])
+    torch.manual_seed(0)
+    return cfg, build_sana(cfg.model, 3, cfg.world.resolution).eval()

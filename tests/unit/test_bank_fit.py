@@ -7,24 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from sprint_bench.config import load_config
 from sprint_bench.data.datamodule import to_uint8
 from sprint_bench.lit.bank_fit import bank_sample, fresh_pairs, main, one_step_errors
-from sprint_bench.models.sana import FlowBackbone, build_sana
+from sprint_bench.models.sana import FlowBackbone
 from sprint_bench.models.text_encoder import HIDDEN_SIZE, CaptionCache
 from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher
 from sprint_bench.param.trigflow import SIGMA_DATA, T_MAX, x0_from_F
 from sprint_bench.samplers.ode_pairs import OdePairs, draw_pairs
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["model.width=32", "model.depth=1", "model.heads=2", "model.cross_heads=2"]
 
 
 @pytest.fixture(scope="module")
-def setup():
-    cfg = load_config(REPO / "experiments" / "base.yaml", TINY)
-    torch.manual_seed(0)
-    teacher = build_sana(cfg.model, 3, cfg.world.resolution).eval()
+def setup(tiny_teacher):
+    cfg, teacher = tiny_teacher
     n_cap = 4
     hidden = torch.randn(n_cap + 1, cfg.text.max_length, HIDDEN_SIZE)
     mask = torch.ones(n_cap + 1, cfg.text.max_length, dtype=torch.long)

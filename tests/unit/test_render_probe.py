@@ -1,13 +1,10 @@
 """The render probe (sprint_bench.lit.render_probe): its pairs lie on the GenEval-Shapes prompts with noise outside
 every evaluation and training bank, its images are scored in the order they were made, and its regressed copy
 memorises the pairs (lower error on them than on fresh noise) without touching the student it copied."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from sprint_bench.config import load_config
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
 from sprint_bench.data.shapes.render import render
 from sprint_bench.data.shapes.scene import realize
@@ -16,19 +13,14 @@ from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
 from sprint_bench.eval.schedule_search import SEARCH_SEED_BASE
 from sprint_bench.lit.render_probe import (FRESH_OFFSET, geneval_of, geneval_pairs, levels, main, memorise,
                                            one_step_images)
-from sprint_bench.models.sana import FlowBackbone, build_sana
+from sprint_bench.models.sana import FlowBackbone
 from sprint_bench.models.text_encoder import HIDDEN_SIZE, CaptionCache
 from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = ["model.width=32", "model.depth=1", "model.heads=2", "model.cross_heads=2"]
-
 
 @pytest.fixture(scope="module")
-def setup():
-    cfg = load_config(REPO / "experiments" / "base.yaml", TINY)
-    torch.manual_seed(0)
-    teacher = build_sana(cfg.model, 3, cfg.world.resolution).eval()
+def setup(tiny_teacher):
+    cfg, teacher = tiny_teacher
     prompts = geneval_shapes_prompts(cfg.world)[::100]  # 6 prompts, one of each family
     texts = sorted({p["prompt"] for p in prompts})
     hidden = torch.randn(len(texts) + 1, cfg.text.max_length, HIDDEN_SIZE)
