@@ -20,20 +20,25 @@ from sprint_bench.samplers.ode_pairs import OdePairs, draw_pairs, make_ode_pairs
 ERRORS = ("pseudo_huber", "l2", "levels")
 
 
+def one_step_x0(model, pairs: OdePairs, idx: torch.Tensor, lookup) -> torch.Tensor:
+    """``model``'s one-step x0 (a TrigFlowModel, data units) from pairs ``idx``'s noise at t = T_MAX, each pair's own
+    w through its guidance embedding where it has one."""
+    eps = pairs.noise(idx)
+    t = torch.full((len(idx),), T_MAX)
+    w = pairs.w[idx] if model.transformer.config.guidance_embeds else None
+    F, _ = model(eps, t, *lookup(pairs.caption_ids[idx]), w)
+    return x0_from_F(SIGMA_DATA * eps, t, F)
+
+
 @torch.no_grad()
 def one_step_errors(model, pairs: OdePairs, lookup, batch_size: int = 256) -> dict[str, float]:
-    """Mean errors of ``model``'s one-step x0 (a TrigFlowModel; each pair's own w through its guidance embedding)
-    against the pairs' endpoints: the regression's per-element ``pseudo_huber`` and ``l2`` (losses/ode.py, model
-    range) and the mean absolute difference in 8-bit ``levels`` of the clamped image."""
-    guided = bool(model.transformer.config.guidance_embeds)
+    """Mean errors of ``model``'s one-step x0 (:func:`one_step_x0`) against the pairs' endpoints: the regression's
+    per-element ``pseudo_huber`` and ``l2`` (losses/ode.py, model range) and the mean absolute difference in 8-bit
+    ``levels`` of the clamped image."""
     sums = dict.fromkeys(ERRORS, 0.0)
     for lo in range(0, len(pairs), batch_size):
         idx = torch.arange(lo, min(len(pairs), lo + batch_size))
-        eps = pairs.noise(idx)
-        text, mask = lookup(pairs.caption_ids[idx])
-        t = torch.full((len(idx),), T_MAX)
-        F, _ = model(eps, t, text, mask, pairs.w[idx] if guided else None)
-        x0 = x0_from_F(SIGMA_DATA * eps, t, F)
+        x0 = one_step_x0(model, pairs, idx, lookup)
         target = SIGMA_DATA * to_model_range(pairs.x0[idx])
         for metric in ("pseudo_huber", "l2"):
             sums[metric] += len(idx) * ode_loss(x0, target, metric=metric).item()

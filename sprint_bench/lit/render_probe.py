@@ -21,8 +21,9 @@ from sprint_bench.data.datamodule import to_model_range, to_uint8
 from sprint_bench.eval.geneval.generate import image_seed
 from sprint_bench.eval.geneval.scoring import score_image, summarize
 from sprint_bench.eval.schedule_search import SEARCH_SEED_BASE
+from sprint_bench.lit.bank_fit import one_step_x0
 from sprint_bench.losses.ode import ode_loss
-from sprint_bench.param.trigflow import SIGMA_DATA, T_MAX, x0_from_F
+from sprint_bench.param.trigflow import SIGMA_DATA
 from sprint_bench.samplers.ode_pairs import PAIR_SEED_BASE, OdePairs, make_ode_pairs
 
 # The memorised pairs' noise seeds start at the search's base, the fresh pairs' 2**28 above it: both above every
@@ -44,15 +45,6 @@ def geneval_pairs(velocity, captions, prompts: list[dict], images_per_prompt: in
     null_t, null_m = captions.lookup(torch.tensor([captions.null_id]))
     return make_ode_pairs(velocity, captions.lookup, null_t, null_m, ids, torch.full((n,), float(w)), seeds,
                           resolution, steps, progress=progress)
-
-
-def one_step_x0(model, pairs: OdePairs, idx: torch.Tensor, lookup) -> torch.Tensor:
-    """The student's one-step x0 (data units) from the pairs' noise at t = T_MAX, each pair's w where it is guided."""
-    eps = pairs.noise(idx)
-    t = torch.full((len(idx),), T_MAX)
-    w = pairs.w[idx] if model.transformer.config.guidance_embeds else None
-    F, _ = model(eps, t, *lookup(pairs.caption_ids[idx]), w)
-    return x0_from_F(SIGMA_DATA * eps, t, F)
 
 
 @torch.no_grad()
