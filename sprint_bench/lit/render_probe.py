@@ -6,7 +6,8 @@ memorised images score as the teacher's do, the one-step network can render them
 noise is the map from noise to image, not the means to draw it. A diagnostic for issue 4 (docs/RESULTS.md): the copy
 trains on the benchmark's prompts, so it is never saved, exported or evaluated as a student.
 
-    python -m sprint_bench.lit.render_probe runs/<run>/export [--steps 2000] [--lr 3e-4] [--images-per-prompt 2]
+    python -m sprint_bench.lit.render_probe runs/<run>/export [--steps 2000] [--lr 3e-4] [--images-per-prompt 2] \\
+        [--pair-steps 8]
 """
 from __future__ import annotations
 
