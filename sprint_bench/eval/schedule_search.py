@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from sprint_bench.data.shapes.prompts import geneval_shapes_prompts
 from sprint_bench.eval.generators import SprintStudent, load_generator
 from sprint_bench.eval.geneval.generate import image_seed
-from sprint_bench.eval.geneval.scoring import ScoringOptions, score_image, summarize
+from sprint_bench.eval.geneval.scoring import summarize_images
 from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
 from sprint_bench.models.text_encoder import CaptionCache
 
@@ -39,15 +39,15 @@ def geneval_score(student: SprintStudent, prompts: list[dict], cfg_scale: float,
 
     def score(schedule) -> float:
         fn = student.sample_fn(len(schedule) - 1, cfg_scale, captions, timesteps=schedule)
-        rows = []
-        for b in range(0, len(todo), batch_size):
-            chunk = todo[b:b + batch_size]
-            images = fn([prompts[i]["prompt"] for i, _ in chunk],
-                        [image_seed(seed, i, images_per_prompt, k) for i, k in chunk])
-            for (i, _), img in zip(chunk, images):
-                r = score_image(img, prompts[i], detector, options=ScoringOptions())
-                rows.append({"tag": prompts[i]["tag"], "index": i, "correct": r.correct})
-        return summarize(rows)["overall"]
+
+        def items():
+            for b in range(0, len(todo), batch_size):
+                chunk = todo[b:b + batch_size]
+                images = fn([prompts[i]["prompt"] for i, _ in chunk],
+                            [image_seed(seed, i, images_per_prompt, k) for i, k in chunk])
+                yield from ((img, prompts[i], i) for (i, _), img in zip(chunk, images))
+
+        return summarize_images(items(), detector)["overall"]
 
     return score
 

@@ -20,7 +20,7 @@ import torch
 
 from sprint_bench.data.datamodule import to_model_range, to_uint8
 from sprint_bench.eval.geneval.generate import image_seed
-from sprint_bench.eval.geneval.scoring import score_image, summarize
+from sprint_bench.eval.geneval.scoring import summarize_images
 from sprint_bench.eval.schedule_search import SEARCH_SEED_BASE
 from sprint_bench.lit.bank_fit import one_step_x0
 from sprint_bench.losses.ode import ode_loss
@@ -62,10 +62,8 @@ def endpoint_images(pairs: OdePairs) -> np.ndarray:
 
 def geneval_of(images: np.ndarray, prompts: list[dict], images_per_prompt: int, detector) -> dict:
     """GenEval-Shapes of images ordered as :func:`geneval_pairs` orders them: overall and per task."""
-    rows = [{"tag": prompts[j // images_per_prompt]["tag"], "index": j // images_per_prompt,
-             "correct": score_image(img, prompts[j // images_per_prompt], detector).correct}
-            for j, img in enumerate(images)]
-    s = summarize(rows)
+    s = summarize_images(((img, prompts[j // images_per_prompt], j // images_per_prompt)
+                          for j, img in enumerate(images)), detector)
     return {"overall": s["overall"], "tasks": {k: v["score"] for k, v in s["tasks"].items()}}
 
 

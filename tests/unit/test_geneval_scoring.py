@@ -13,6 +13,7 @@ from sprint_bench.eval.geneval import (
     relative_position,
     score_image,
     summarize,
+    summarize_images,
 )
 
 
@@ -229,3 +230,14 @@ def test_summary_is_unweighted_mean_of_task_means():
     assert s["n_images"] == 5 and s["n_prompts"] == 3
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_summarize_images_scores_each_item_against_its_own_prompt():
+    image = np.zeros((8, 8, 3), np.uint8)
+    detector = FixedDetector({"car": [det(0, 0, 4, 4, 0.9)]})
+    items = [(image, single("car"), 0), (image, single("dog"), 1), (image, counting("car", 2), 2),
+             (image, single("car"), 0)]
+    s = summarize_images(iter(items), detector)
+    assert s["tasks"]["single_object"] == {"score": 2 / 3, "correct": 2, "images": 3}
+    assert s["tasks"]["counting"] == {"score": 0.0, "correct": 0, "images": 1}
+    assert s["n_prompts"] == 3 and s["prompt_accuracy"] == pytest.approx(1 / 3)

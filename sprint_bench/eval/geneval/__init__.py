@@ -23,6 +23,7 @@ from .scoring import (
     relative_position,
     score_image,
     summarize,
+    summarize_images,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "validate_metadata", "write_prompt_folder", "write_results",
     "GENEVAL_COLORS", "GENEVAL_TASKS", "RELATIONS", "ImageResult", "ScoringOptions", "compute_iou",
     "evaluate_detections", "postprocess", "relative_position", "score_image", "summarize",
+    "summarize_images",
 ]

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     from sprint_bench.data.shapes.render import render
     from sprint_bench.data.shapes.scene import realize
     from sprint_bench.eval.geneval.layout import load_image, iter_samples
-    from sprint_bench.eval.geneval.scoring import score_image, summarize
+    from sprint_bench.eval.geneval.scoring import summarize_images
     from sprint_bench.eval.geneval.shapes_detector import ShapesDetector
 
     p = argparse.ArgumentParser(description=__doc__)
@@ -76,9 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
                  for j in range(args.n)]
     detector = ShapesDetector(world)
     t0 = time.perf_counter()
-    rows = [{"tag": m["tag"], "index": i, "correct": score_image(img, m, detector).correct} for img, m, i in items]
+    summary = summarize_images(items, detector)
     dt = time.perf_counter() - t0
-    summary = summarize(rows)
     res = {"benchmark": "GenEval-Shapes detection + scoring", "images_from": args.folder or "ground-truth renders",
            "images": len(items), "seconds": round(dt, 3), "images_per_s": round(len(items) / dt, 1),
            "overall": summary["overall"], "tasks": {k: round(v["score"], 4) for k, v in summary["tasks"].items()},

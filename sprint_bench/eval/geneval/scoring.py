@@ -189,3 +189,9 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "n_images": len(rows),
         "n_prompts": len(by_prompt),
     }
+
+
+def summarize_images(items: Iterable[tuple[np.ndarray, Mapping[str, Any], Any]], detector: Detector) -> dict[str, Any]:
+    """:func:`summarize` of (image, prompt metadata, prompt index) items, each scored by :func:`score_image`."""
+    return summarize({"tag": meta["tag"], "index": i, "correct": score_image(img, meta, detector).correct}
+                     for img, meta, i in items)
