@@ -66,10 +66,12 @@ def test_compiled_jvp_and_call_equal_eager(student):
     assert _rel(J2, J2_eager) < 1e-5 and _rel(J2_eager, J_eager) > 1e-2
 
 
+@pytest.mark.slow
 def test_jvp_of_a_rewrapped_student_compiles(student):
     """A student whose transformer was copied out of a wrapper and wrapped again (``distill.student_init``, the EMA)
     compiles its JVP: the copied hook of the old wrapper keeps nothing (it kept a dual tensor, which inductor cannot
-    compile: every second stage's JVP ran eagerly)."""
+    compile: every second stage's JVP ran eagerly). Slow (a ~30 s compile of its own); the fast suite checks the
+    same through training in `test_second_stage_runs_every_call_compiled`."""
     import copy
 
     again = TrigFlowModel(copy.deepcopy(student.transformer)).requires_grad_(True)  # the fixture's has a logvar hook
