@@ -73,10 +73,11 @@ def strategy_for(cfg):
     return cfg.train.strategy
 
 
-def load_student_init(cfg, teacher_path: Path):
+def load_student_init(cfg, teacher_path: Path, teacher_meta: dict):
     """The transformer of the exported student named by ``distill.student_init`` (None when unset). ConfigError
     unless it is a complete student export distilled from the same teacher with the experiment's world, text, model
-    and guidance embedding."""
+    and guidance embedding. The same teacher: the same config hash and step (the export's ``teacher_id``, so a
+    student stays usable in another checkout or after a copy); exports older than that field compare the path."""
     path = cfg.distill.student_init
     if path is None:
         return None
@@ -88,9 +89,12 @@ def load_student_init(cfg, teacher_path: Path):
     if meta["guidance_embeds"] != cfg.distill.guidance_embed:
         raise ConfigError(f"the student at {path} has guidance_embeds={meta['guidance_embeds']} but "
                           f"distill.guidance_embed={cfg.distill.guidance_embed}", key="distill.guidance_embed")
-    if Path(meta.get("teacher", "")).resolve() != Path(teacher_path).resolve():
-        raise ConfigError(f"the student at {path} was distilled from {meta.get('teacher')!r}, not from this "
-                          f"experiment's teacher {str(teacher_path)!r}", key="distill.student_init")
+    same = (meta["teacher_id"] == teacher_id(teacher_meta) if "teacher_id" in meta
+            else Path(meta.get("teacher", "")).resolve() == Path(teacher_path).resolve())
+    if not same:
+        raise ConfigError(f"the student at {path} was distilled from {meta.get('teacher')!r} "
+                          f"({meta.get('teacher_id', 'no teacher_id')}), not from this experiment's teacher "
+                          f"{str(teacher_path)!r} ({teacher_id(teacher_meta)})", key="distill.student_init")
     return model.transformer
 
 
@@ -109,7 +113,7 @@ def ode_pairs_for(cfg, teacher, teacher_meta: dict, dm):
 def build_distill_module(cfg, teacher_path, teacher, teacher_controlnet, teacher_meta):
     """(DataModule, DistillModule) of ``cfg`` from :func:`load_matching_teacher`'s result: the ``student_init``
     export is checked first (cheap), then the data and the ODE-pair bank (may take minutes) are made."""
-    init = load_student_init(cfg, teacher_path)
+    init = load_student_init(cfg, teacher_path, teacher_meta)
     dm = seeded_data(cfg)
     return dm, DistillModule(cfg, dm.captions, teacher, teacher_controlnet,
                              ode_pairs_for(cfg, teacher, teacher_meta, dm), init)
@@ -134,7 +138,8 @@ def train_distill(cfg, extra_callbacks=()) -> Path:
     if trainer.global_rank == 0:
         export_student(module.sampling_model(), cfg, export, trainer.global_step, PAPER_SCHEDULES,
                        cfg.sample.cfg_scale if cfg.distill.guidance_embed else 1.0,
-                       extra_meta={"teacher": str(teacher_path), "skipped_steps": int(module.skipped),
+                       extra_meta={"teacher": str(teacher_path), "teacher_id": teacher_id(teacher_meta),
+                                   "skipped_steps": int(module.skipped),
                                    "k": int(module.k), "method": cfg.distill.loss})
         mark_finished(out, logger, "student", trainer.global_step)
     return export

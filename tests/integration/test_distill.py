@@ -472,7 +472,10 @@ def test_distribution_matching_without_heads_trains_the_fake_alone(tmp_path, tea
 
 def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
     """distill.student_init starts the student (and its EMA) from a finished run's export instead of the teacher
-    copy; an export that is missing, of another shape or of another guidance setting is a ConfigError."""
+    copy, also with student and teacher copied elsewhere (another checkout); an export that is missing, of another
+    shape, of another guidance setting or from another teacher is a ConfigError."""
+    import shutil
+
     from sprint_bench.lit.distill import DistillModule
     from sprint_bench.lit.fit import seeded_data
     from sprint_bench.lit.train_distill import load_matching_teacher, load_student_init, train_distill
@@ -480,8 +483,8 @@ def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
     path = REPO / "experiments/sprint/scm.yaml"
     first = train_distill(micro(path, tmp_path / "first", teacher, "train.max_steps=2", "train.lr=1e-2"))
     cfg = micro(path, tmp_path, teacher, "train.ema_decay=0.99", f"distill.student_init={first}")
-    teacher_path, t, _, _ = load_matching_teacher(cfg)
-    init = load_student_init(cfg, teacher_path)
+    teacher_path, t, _, teacher_meta = load_matching_teacher(cfg)
+    init = load_student_init(cfg, teacher_path, teacher_meta)
     want = load_file(first / "transformer" / "diffusion_pytorch_model.safetensors")
     dm = seeded_data(cfg)
     module = DistillModule(cfg, dm.captions, t, None, None, init)
@@ -490,13 +493,21 @@ def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     fresh = DistillModule(micro(path, tmp_path, teacher), dm.captions, t).student.transformer.state_dict()
     assert any(not torch.equal(fresh[k], want[k]) for k in want), "the export equals the teacher copy"
-    assert load_student_init(micro(path, tmp_path, teacher), teacher_path) is None
+    assert load_student_init(micro(path, tmp_path, teacher), teacher_path, teacher_meta) is None
     for extra, match in ((f"distill.student_init={tmp_path / 'nothing'}", "not a complete student export"),
                          ("model.width=64", "the student at .* different settings for \\['model.width"),
                          ("distill.guidance_embed=false", "guidance_embeds=True but distill.guidance_embed=False")):
         bad = micro(path, tmp_path, teacher, f"distill.student_init={first}", extra)
         with pytest.raises(ConfigError, match=match):
-            load_student_init(bad, teacher_path)
+            load_student_init(bad, teacher_path, teacher_meta)
+    moved_teacher = shutil.copytree(teacher, tmp_path / "elsewhere" / "teacher")
+    moved = shutil.copytree(first, tmp_path / "elsewhere" / "student")
+    cfg = micro(path, tmp_path, moved_teacher, f"distill.student_init={moved}")
+    moved_path, _, _, moved_meta = load_matching_teacher(cfg)
+    got = load_student_init(cfg, moved_path, moved_meta).state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    with pytest.raises(ConfigError, match="was distilled from .*step0.*not from this experiment's teacher"):
+        load_student_init(cfg, moved_path, {**moved_meta, "global_step": 1})
 
 
 def test_training_cost_benchmark_times_both_steps(tmp_path, teacher):
