@@ -13,7 +13,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow teacher clip-scorer eval bench-eval prompts clean-venv \
-	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation best-student bench-distill bench-compile bench-speedup paper quick report ui \
+	ablation-scm ablation-ladd ablation-hybrid ablations ablation-axes ablation best-student best-student-stage4 bench-distill bench-compile bench-speedup paper quick report ui \
 	controlnet-teacher controlnet-sprint controlnet-baseline controlnet bench-controlnet bench-realscale
 
 help: ## list the targets
@@ -75,6 +75,10 @@ ablation: setup clip-scorer ## one student from ABLATION=<yaml>
 BEST := $(sort $(wildcard experiments/sprint/best/*.yaml))
 best-student: setup clip-scorer ## the best 1-step student measured: 4 chained stages in experiments/sprint/best/ (4-5 h on CPU)
 	for f in $(BEST); do $(DISTILL) $$f $(ARGS) || exit 1; done
+
+BEST_STAGE3 ?= releases/sprint-best-3
+best-student-stage4: setup clip-scorer ## best-student's stage 4 from the released stage 3 (BEST_STAGE3), without ~2 h of regression
+	$(DISTILL) $(lastword $(BEST)) distill.student_init=$(BEST_STAGE3) $(ARGS)
 
 bench-distill: setup ## training cost: sCM generator step vs teacher flow-matching step (median of 20 each, timed in turns)
 	$(BIN)/python -m sprint_bench.lit.bench_distill --steps 20

@@ -510,6 +510,26 @@ def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
         load_student_init(cfg, moved_path, {**moved_meta, "global_step": 1})
 
 
+def test_released_stage3_is_what_best_student_stage4_starts_from():
+    """`make best-student-stage4`: the stage-3 student in releases/sprint-best-3 was trained by stage 3's YAML as it
+    stands (same config hash) and passes every check of ``distill.student_init`` against stage 4's YAML and the
+    released teacher."""
+    from sprint_bench.config import config_hash
+    from sprint_bench.lit.train_distill import load_matching_teacher, load_student_init
+
+    release = REPO / "releases" / "sprint-best-3"
+    meta = json.loads((release / "sprint_bench.json").read_text())
+    best = REPO / "experiments" / "sprint" / "best"
+    assert meta["config_hash"] == config_hash(load_config(best / "3-regression-12k-shift1.yaml"))
+    assert meta["global_step"] == 3000 and meta["skipped_steps"] == 0
+    cfg = load_config(best / "4-second-stage-dmd.yaml", [f"distill.student_init={release}"])
+    teacher_path, _, _, teacher_meta = load_matching_teacher(cfg)
+    transformer = load_student_init(cfg, teacher_path, teacher_meta)
+    want = load_file(release / "transformer" / "diffusion_pytorch_model.safetensors")
+    got = transformer.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
 def test_training_cost_benchmark_times_both_steps(tmp_path, teacher):
     """`make bench-distill` on the micro preset: a teacher flow-matching step and an sCM generator step (JVP), timed."""
     from sprint_bench.lit import bench_distill
