@@ -40,6 +40,12 @@ def micro(path, out: Path, teacher: Path, *extra: str):
                                       f"tracking.tracking_uri=sqlite:///{out / 'mlflow.db'}", *extra])
 
 
+def assert_export_weights(got: dict, export: Path):
+    """The state dict ``got`` holds exactly the transformer weights of the student export ``export``."""
+    want = load_file(export / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
 def train_micro(path, out: Path, teacher: Path, *extra: str, callbacks=()):
     """(config, export) of two micro steps of ``path``; a second stage (``distill.student_init``) starts from a micro
     run of the same YAML from the teacher, which stands in for its init."""
@@ -489,8 +495,7 @@ def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
     dm = seeded_data(cfg)
     module = DistillModule(cfg, dm.captions, t, None, None, init)
     for model in (module.student, module.ema):
-        got = model.transformer.state_dict()
-        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+        assert_export_weights(model.transformer.state_dict(), first)
     fresh = DistillModule(micro(path, tmp_path, teacher), dm.captions, t).student.transformer.state_dict()
     assert any(not torch.equal(fresh[k], want[k]) for k in want), "the export equals the teacher copy"
     assert load_student_init(micro(path, tmp_path, teacher), teacher_path, teacher_meta) is None
@@ -504,8 +509,7 @@ def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
     moved = shutil.copytree(first, tmp_path / "elsewhere" / "student")
     cfg = micro(path, tmp_path, moved_teacher, f"distill.student_init={moved}")
     moved_path, _, _, moved_meta = load_matching_teacher(cfg)
-    got = load_student_init(cfg, moved_path, moved_meta).state_dict()
-    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert_export_weights(load_student_init(cfg, moved_path, moved_meta).state_dict(), moved)
     with pytest.raises(ConfigError, match="was distilled from .*step0.*not from this experiment's teacher"):
         load_student_init(cfg, moved_path, {**moved_meta, "global_step": 1})
 
@@ -524,10 +528,7 @@ def test_released_stage3_is_what_best_student_stage4_starts_from():
     assert meta["global_step"] == 3000 and meta["skipped_steps"] == 0
     cfg = load_config(best / "4-second-stage-dmd.yaml", [f"distill.student_init={release}"])
     teacher_path, _, _, teacher_meta = load_matching_teacher(cfg)
-    transformer = load_student_init(cfg, teacher_path, teacher_meta)
-    want = load_file(release / "transformer" / "diffusion_pytorch_model.safetensors")
-    got = transformer.state_dict()
-    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert_export_weights(load_student_init(cfg, teacher_path, teacher_meta).state_dict(), release)
 
 
 def test_training_cost_benchmark_times_both_steps(tmp_path, teacher):
