@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-scorer", default="artifacts/clip-scorer", help="trained shapes-CLIP folder")
     p.add_argument("--eval-out", default="runs/eval", help="where generated images and metric caches go")
     p.add_argument("--limit-prompts", type=int, default=None, help="smoke runs: only the first N GenEval prompts")
+    p = sub.add_parser("export-checkpoint", help="export the student of one checkpoint of a distillation run, to "
+                                                 "evaluate the run part-way (its EMA when the config keeps one)")
+    _config_args(p)
+    p.set_defaults(config="experiments/sprint/hybrid.yaml")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt file of the run of --config and its overrides")
+    p.add_argument("--out", default=None, help="export folder (default: <run folder>/snapshots/step<N>)")
     p = sub.add_parser("search-schedule", help="greedy sampler-timestep search for a student (paper App. F.2), "
                                                "scored by GenEval-Shapes on a prompt subset (noise seeds from 2**30, "
                                                "none of the evaluation's)")
@@ -149,6 +155,13 @@ def _other_verbs(cfg, args) -> int:
         load_base(cfg)
         export = train_controlnet_teacher(cfg)
         print(promote_teacher(export, RELEASED_CONTROLNET_TEACHER) if args.release else export)
+    elif args.verb == "export-checkpoint":
+        from sprint_bench.lit.train_distill import export_checkpoint
+
+        try:
+            print(export_checkpoint(cfg, args.checkpoint, args.out))
+        except ValueError as e:  # another config's checkpoint, or not a student of this shape
+            raise ConfigError(str(e)) from None
     elif args.verb == "eval-teacher":
         from sprint_bench.eval.teacher_geneval import evaluate_teacher_geneval
         from sprint_bench.lit.train_teacher import run_dir

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from sprint_bench.config import config_hash
 from sprint_bench.data.datamodule import to_model_range
 from sprint_bench.data.shapes.edges import edges_to_condition
 from sprint_bench.lit.compiled import Compiled, model_F, model_features, model_jvp, model_out
@@ -28,6 +29,8 @@ from sprint_bench.models.text_encoder import CaptionCache
 from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher, use_math_attention
 from sprint_bench.param.trigflow import SIGMA_DATA, T_MAX, sample_t_lognormal, trig_noise, x0_from_F
 from sprint_bench.samplers.ode_pairs import OdePairs
+
+CKPT_CONFIG_HASH = "sprint_bench_config_hash"  # the checkpoint key naming the config that saved it
 
 
 class DistillModule(L.LightningModule):
@@ -72,6 +75,9 @@ class DistillModule(L.LightningModule):
         if d.ode_weight > 0 and ode_pairs is None:
             raise ValueError("distill.ode_weight > 0 needs the teacher ODE-pair bank (ode_pairs)")
         self.ode_pairs = ode_pairs if d.ode_weight > 0 else None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CKPT_CONFIG_HASH] = config_hash(self.cfg)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,13 +9,15 @@ import torch
 
 from sprint_bench.config import ConfigError, config_hash, to_dict
 from sprint_bench.eval.generators import export_kind, resolve_checkpoint
-from sprint_bench.lit.distill import DistillModule
+from sprint_bench.lit.distill import CKPT_CONFIG_HASH, DistillModule
 from sprint_bench.lit.fit import finished_export, fit_resumable, mark_finished, seeded_data
 from sprint_bench.lit.ode_pairs import load_or_make_ode_pairs
 from sprint_bench.lit.train_teacher import grid_condition, grid_prompt_ids, run_dir
+from sprint_bench.models.controlnet import controlnet_copy
 from sprint_bench.models.export import export_student, load_student
 from sprint_bench.models.release import load_teacher
 from sprint_bench.models.sana import FlowBackbone
+from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher
 from sprint_bench.samplers.scm import PAPER_SCHEDULES
 
 log = logging.getLogger(__name__)
@@ -136,10 +138,50 @@ def train_distill(cfg, extra_callbacks=()) -> Path:
     trainer, logger = fit_resumable(cfg, module, dm, out, tags, grid_prompt_ids(cfg, dm), 1, strategy_for(cfg),
                                     extra_callbacks)
     if trainer.global_rank == 0:
-        export_student(module.sampling_model(), cfg, export, trainer.global_step, PAPER_SCHEDULES,
-                       cfg.sample.cfg_scale if cfg.distill.guidance_embed else 1.0,
-                       extra_meta={"teacher": str(teacher_path), "teacher_id": teacher_id(teacher_meta),
-                                   "skipped_steps": int(module.skipped),
-                                   "k": int(module.k), "method": cfg.distill.loss})
+        _export(module.sampling_model(), cfg, export, trainer.global_step, teacher_path, teacher_meta,
+                skipped_steps=int(module.skipped), k=int(module.k))
         mark_finished(out, logger, "student", trainer.global_step)
     return export
+
+
+def _export(model, cfg, out: Path, global_step: int, teacher_path, teacher_meta: dict, **extra) -> Path:
+    """A student export with the metadata every student carries (teacher path and id, method) and ``extra``."""
+    meta = {"teacher": str(teacher_path), "teacher_id": teacher_id(teacher_meta), "method": cfg.distill.loss}
+    return export_student(model, cfg, out, global_step, PAPER_SCHEDULES,
+                          cfg.sample.cfg_scale if cfg.distill.guidance_embed else 1.0, extra_meta={**meta, **extra})
+
+
+def export_checkpoint(cfg, checkpoint: str | Path, out: str | Path | None = None) -> Path:
+    """Export the student of one training checkpoint of ``cfg``'s distillation run (its EMA when the config keeps
+    one, as the end-of-training export does), to evaluate a run part-way (``sprint-bench export-checkpoint``).
+    Default ``out``: ``<run folder>/snapshots/step<N>``. ValueError, before anything is written, when the
+    checkpoint was saved by another config (checkpoints record their config hash) or holds no student of this
+    config's shapes."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {checkpoint}")
+    teacher_path, teacher, teacher_control, teacher_meta = load_matching_teacher(cfg)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved_by = ckpt.get(CKPT_CONFIG_HASH)
+    if saved_by is not None and saved_by != config_hash(cfg):
+        raise ValueError(f"{checkpoint} was saved by the config with hash {saved_by}, not by this one "
+                         f"({config_hash(cfg)}): give the run's own config and overrides")
+    if saved_by is None:
+        log.warning("%s records no config hash (saved before checkpoints did); trusting that it is %s's",
+                    checkpoint, cfg.name)
+    d = cfg.distill
+    student = student_from_teacher(teacher, d.guidance_embed, d.guidance_zero_init)
+    control = controlnet_copy(teacher_control, student) if teacher_control is not None else None
+    model = TrigFlowModel(student, logvar=d.logvar and d.uses_scm, controlnet=control,
+                          conditioning_scale=cfg.control.conditioning_scale)
+    state = ckpt.get("state_dict", {})
+    prefix = "ema." if cfg.train.ema_decay > 0 else "student."
+    try:
+        model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    except RuntimeError as e:
+        raise ValueError(f"{checkpoint} holds no {prefix[:-1]} weights of this config's student "
+                         f"({str(e).splitlines()[0]})") from None
+    step = int(ckpt["global_step"])
+    out = Path(out) if out is not None else run_dir(cfg) / "snapshots" / f"step{step:07d}"
+    return _export(model, cfg, out, step, teacher_path, teacher_meta, skipped_steps=int(state["skipped"]),
+                   k=int(state["k"]), checkpoint=str(checkpoint))

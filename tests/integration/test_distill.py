@@ -514,6 +514,42 @@ def test_student_init_starts_from_an_exported_student(tmp_path, teacher):
         load_student_init(cfg, moved_path, {**moved_meta, "global_step": 1})
 
 
+def test_export_checkpoint_exports_the_student_of_a_checkpoint(tmp_path, teacher, capsys):
+    """`sprint-bench export-checkpoint` turns a run's checkpoint into a student export: the checkpoint of the last
+    step gives the end-of-training export's weights (the EMA, not the raw student), with the run's config hash,
+    step, k and teacher id; another config's checkpoint, a missing file and an occupied folder are errors, and
+    nothing there is overwritten."""
+    from sprint_bench.cli import main
+    from sprint_bench.lit.train_distill import export_checkpoint
+    from sprint_bench.models.export import load_student
+
+    path = REPO / "experiments/sprint/hybrid.yaml"
+    extra = ("train.max_steps=4", "train.lr=1e-2", "train.ema_decay=0.5")
+    cfg, final = train_micro(path, tmp_path, teacher, *extra)
+    last = final.parent / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    assert any(not torch.equal(state[k], state["student." + k[4:]]) for k in state if k.startswith("ema."))
+    out = export_checkpoint(cfg, last, tmp_path / "snap")
+    got = load_file(out / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert_export_weights(got, final)
+    m, f = meta(out), meta(final)
+    assert (m["config_hash"], m["global_step"], m["k"], m["teacher_id"]) == (
+        f["config_hash"], 4, f["k"], f["teacher_id"]) and m["checkpoint"] == str(last)
+    load_student(out)
+    cli = ["export-checkpoint", "--config", str(path), *MICRO, f"distill.teacher={teacher}", f"output_dir={tmp_path}",
+           f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", *extra, "--checkpoint", str(last)]
+    assert main(cli[:-2] + ["train.lr=2e-2"] + cli[-2:]) == 2
+    assert "saved by the config with hash" in capsys.readouterr().err
+    assert main(cli) == 0
+    assert capsys.readouterr().out.strip().endswith("snapshots/step0000004")
+    with pytest.raises(FileNotFoundError, match="no checkpoint file"):
+        export_checkpoint(cfg, tmp_path / "none.ckpt")
+    before = (final / "sprint_bench.json").read_text()
+    with pytest.raises(FileExistsError):
+        export_checkpoint(cfg, last, final)
+    assert (final / "sprint_bench.json").read_text() == before
+
+
 def test_released_stage3_is_what_best_student_stage4_starts_from():
     """`make best-student-stage4`: the stage-3 student in releases/sprint-best-3 was trained by stage 3's YAML as it
     stands (same config hash) and passes every check of ``distill.student_init`` against stage 4's YAML and the
