@@ -160,8 +160,8 @@ def _other_verbs(cfg, args) -> int:
 
         try:
             print(export_checkpoint(cfg, args.checkpoint, args.out))
-        except ValueError as e:  # another config's checkpoint, or not a student of this shape
-            raise ConfigError(str(e)) from None
+        except (ValueError, FileExistsError) as e:  # another config's checkpoint, a student of another shape, or
+            raise ConfigError(str(e)) from None  # --out holding another export (left as it is)
     elif args.verb == "eval-teacher":
         from sprint_bench.eval.teacher_geneval import evaluate_teacher_geneval
         from sprint_bench.lit.train_teacher import run_dir

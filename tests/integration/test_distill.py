@@ -547,6 +547,7 @@ def test_export_checkpoint_exports_the_student_of_a_checkpoint(tmp_path, teacher
     before = (final / "sprint_bench.json").read_text()
     with pytest.raises(FileExistsError):
         export_checkpoint(cfg, last, final)
+    assert main(cli + ["--out", str(final)]) == 2 and "holds a different export" in capsys.readouterr().err
     assert (final / "sprint_bench.json").read_text() == before
 
 
