@@ -33,6 +33,21 @@ from sprint_bench.samplers.ode_pairs import OdePairs
 CKPT_CONFIG_HASH = "sprint_bench_config_hash"  # the checkpoint key naming the config that saved it
 
 
+def build_student(cfg, teacher_transformer, teacher_controlnet=None, student_init: nn.Module | None = None
+                  ) -> TrigFlowModel:
+    """The trainable student of ``cfg``: a copy of ``student_init`` or of the teacher (with the guidance embedding),
+    its ControlNet a copy of the teacher's, the logvar head when sCM weights by it, attention on the MATH backend."""
+    d = cfg.distill
+    student = (copy.deepcopy(student_init).requires_grad_(True) if student_init is not None
+               else student_from_teacher(teacher_transformer, d.guidance_embed, d.guidance_zero_init))
+    control = controlnet_copy(teacher_controlnet, student) if teacher_controlnet is not None else None
+    for m in (student, control):  # forward-mode AD needs the MATH SDPA backend (method reference §11.1)
+        if m is not None:
+            use_math_attention(m)
+    return TrigFlowModel(student, logvar=d.logvar and d.uses_scm, controlnet=control,
+                         conditioning_scale=cfg.control.conditioning_scale).requires_grad_(True)
+
+
 class DistillModule(L.LightningModule):
     """Teacher (frozen, TrigFlow-wrapped), student (teacher copy + guidance embedding + logvar head) and the LADD
     discriminator heads on frozen-teacher features; with ``distill.dmd_weight`` also the fake denoiser of distribution
@@ -52,14 +67,7 @@ class DistillModule(L.LightningModule):
         t_control = controlnet_copy(teacher_controlnet, t_transformer) if teacher_controlnet is not None else None
         self.teacher = TrigFlowModel(t_transformer, controlnet=t_control, conditioning_scale=scale
                                      ).requires_grad_(False)
-        student = (copy.deepcopy(student_init).requires_grad_(True) if student_init is not None
-                   else student_from_teacher(teacher_transformer, d.guidance_embed, d.guidance_zero_init))
-        s_control = controlnet_copy(teacher_controlnet, student) if teacher_controlnet is not None else None
-        for m in (student, s_control):  # forward-mode AD needs the MATH SDPA backend (method reference §11.1)
-            if m is not None:
-                use_math_attention(m)
-        self.student = TrigFlowModel(student, logvar=d.logvar and d.uses_scm, controlnet=s_control,
-                                     conditioning_scale=scale).requires_grad_(True)
+        self.student = build_student(cfg, teacher_transformer, teacher_controlnet, student_init)
         self.grid_cond = None  # ControlNet: the condition of each periodic-grid prompt, (n, 3, H, W)
         self.ema = copy.deepcopy(self.student).requires_grad_(False) if cfg.train.ema_decay > 0 else None
         # the fake denoiser of distribution matching: a trainable teacher copy fitted to the student's samples

@@ -9,15 +9,13 @@ import torch
 
 from sprint_bench.config import ConfigError, config_hash, to_dict
 from sprint_bench.eval.generators import export_kind, resolve_checkpoint
-from sprint_bench.lit.distill import CKPT_CONFIG_HASH, DistillModule
+from sprint_bench.lit.distill import CKPT_CONFIG_HASH, DistillModule, build_student
 from sprint_bench.lit.fit import finished_export, fit_resumable, mark_finished, seeded_data
 from sprint_bench.lit.ode_pairs import load_or_make_ode_pairs
 from sprint_bench.lit.train_teacher import grid_condition, grid_prompt_ids, run_dir
-from sprint_bench.models.controlnet import controlnet_copy
 from sprint_bench.models.export import export_student, load_student
 from sprint_bench.models.release import load_teacher
 from sprint_bench.models.sana import FlowBackbone
-from sprint_bench.models.trigflow import TrigFlowModel, student_from_teacher
 from sprint_bench.samplers.scm import PAPER_SCHEDULES
 
 log = logging.getLogger(__name__)
@@ -162,18 +160,14 @@ def export_checkpoint(cfg, checkpoint: str | Path, out: str | Path | None = None
         raise FileNotFoundError(f"no checkpoint file at {checkpoint}")
     teacher_path, teacher, teacher_control, teacher_meta = load_matching_teacher(cfg)
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    saved_by = ckpt.get(CKPT_CONFIG_HASH)
-    if saved_by is not None and saved_by != config_hash(cfg):
+    saved_by, mine = ckpt.get(CKPT_CONFIG_HASH), config_hash(cfg)
+    if saved_by is not None and saved_by != mine:
         raise ValueError(f"{checkpoint} was saved by the config with hash {saved_by}, not by this one "
-                         f"({config_hash(cfg)}): give the run's own config and overrides")
+                         f"({mine}): give the run's own config and overrides")
     if saved_by is None:
         log.warning("%s records no config hash (saved before checkpoints did); trusting that it is %s's",
                     checkpoint, cfg.name)
-    d = cfg.distill
-    student = student_from_teacher(teacher, d.guidance_embed, d.guidance_zero_init)
-    control = controlnet_copy(teacher_control, student) if teacher_control is not None else None
-    model = TrigFlowModel(student, logvar=d.logvar and d.uses_scm, controlnet=control,
-                          conditioning_scale=cfg.control.conditioning_scale)
+    model = build_student(cfg, teacher, teacher_control)
     state = ckpt.get("state_dict", {})
     prefix = "ema." if cfg.train.ema_decay > 0 else "student."
     try:
